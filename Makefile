@@ -1,0 +1,32 @@
+# Two commands a newcomer needs (see README):
+#   make demo   -- create .venv, install, run the main demo
+#   make test   -- create .venv, install with dev extras, lint and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The project keeps an open torch range; on a CPU-only machine we install the CPU build first
+# so that pip does not pull a multi-GB CUDA wheel. Override with `make TORCH_PIN= ...`.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: venv demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_PIN)" ]; then $(PY) -m pip install --quiet "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) not available, letting pip resolve torch"; fi
+	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m lowrank.demo
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Input validation shared by the compression operators.
+
+Every check names the offending tensor so that an error deep inside a model-level
+call still tells the user which layer was at fault.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_matrix", "check_float_tensor"]
+
+
+def check_float_tensor(x: torch.Tensor, name: str) -> None:
+    """Raise if ``x`` is not a finite floating-point tensor.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The tensor to check.
+    name : str
+        Name used in the error message (a parameter or layer name).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a tensor or has an integer, boolean or complex dtype.
+    ValueError
+        If ``x`` contains NaN or Inf.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(
+            f"{name}: expected a floating-point tensor, got dtype {x.dtype}; "
+            "cast it with .float() first"
+        )
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        n_bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name}: contains {n_bad} NaN or Inf entries")
+
+
+def check_matrix(x: torch.Tensor, name: str) -> None:
+    """Raise unless ``x`` is a finite float tensor with at least two dimensions.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        A matrix ``(m, n)`` or a batch of matrices ``(..., m, n)``.
+    name : str
+        Name used in the error message.
+    """
+    check_float_tensor(x, name)
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name}: a matrix needs at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"{name}: empty matrix of shape {tuple(x.shape)}")
