@@ -1,0 +1,205 @@
+"""Baseline compressors with the same payload interface as the low-rank ones.
+
+Each compressor maps a tensor to a payload with ``.nbytes`` (what is sent, at
+the real dtypes, indices included) and ``.decompress()``:
+
+- :class:`TopK`: the ``k`` largest-magnitude entries (values + int32/int64 indices);
+- :class:`QSGD`: unbiased stochastic quantization to ``s`` levels
+  (Alistarh et al. 2017), as used by FedPAQ (Reisizadeh et al. 2020);
+- :class:`ErrorFeedback`: wraps any compressor and keeps the residual
+  (Seide et al. 2014; Karimireddy et al. 2019), keyed by tensor name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from ._validation import check_float_tensor
+
+__all__ = ["Payload", "Compressor", "DensePayload", "TopKPayload", "QSGDPayload",
+           "Identity", "TopK", "QSGD", "ErrorFeedback"]
+
+
+class Payload(Protocol):
+    """What a compressor sends."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def decompress(self) -> torch.Tensor: ...
+
+
+class Compressor(Protocol):
+    """Maps a tensor to a payload."""
+
+    def compress(self, x: torch.Tensor, name: str = "tensor") -> Payload: ...
+
+
+@dataclass(frozen=True)
+class DensePayload:
+    """A tensor sent uncompressed."""
+
+    tensor: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return self.tensor.numel() * self.tensor.element_size()
+
+    def decompress(self) -> torch.Tensor:
+        return self.tensor
+
+
+@dataclass(frozen=True)
+class TopKPayload:
+    """Values and flat indices of the kept entries."""
+
+    values: torch.Tensor  # (k,) in the tensor's dtype
+    indices: torch.Tensor  # (k,) int32 when numel < 2**31, else int64
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return (self.values.numel() * self.values.element_size()
+                + self.indices.numel() * self.indices.element_size())
+
+    def decompress(self) -> torch.Tensor:
+        out = torch.zeros(math.prod(self.shape), dtype=self.values.dtype,
+                          device=self.values.device)
+        out[self.indices.long()] = self.values
+        return out.reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class QSGDPayload:
+    """Norm (float32) and signed integer levels (int8 when ``s <= 127``)."""
+
+    norm: torch.Tensor  # () float32
+    levels: torch.Tensor  # signed levels in [-s, s], int8 / int16 / int32
+    s: int
+    dtype: torch.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return (self.norm.numel() * self.norm.element_size()
+                + self.levels.numel() * self.levels.element_size())
+
+    @property
+    def nbits_packed(self) -> float:
+        """Bits with ideal packing: 32 for the norm + ``log2(2s+1)`` per entry."""
+        return 32 + self.levels.numel() * math.log2(2 * self.s + 1)
+
+    def decompress(self) -> torch.Tensor:
+        return (self.norm.to(self.dtype) * self.levels.to(self.dtype) / self.s)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """No compression (FedAvg's uplink), counted the same way."""
+
+    def compress(self, x: torch.Tensor, name: str = "tensor") -> DensePayload:
+        check_float_tensor(x, name)
+        return DensePayload(x.detach().clone())
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Keep the ``k`` largest-magnitude entries; ``k = ceil(ratio * numel)`` if ratio is given.
+
+    Parameters
+    ----------
+    k : int, optional
+        Number of entries kept (clipped to ``numel``).
+    ratio : float, optional
+        Fraction of entries kept, in ``(0, 1]``.
+    """
+
+    k: int | None = None  # entries kept per tensor
+    ratio: float | None = None  # or: fraction of entries kept
+
+    def __post_init__(self) -> None:
+        if (self.k is None) == (self.ratio is None):
+            raise ValueError("TopK: give exactly one of k and ratio")
+        if self.k is not None and self.k <= 0:
+            raise ValueError(f"k: must be >= 1, got {self.k}")
+        if self.ratio is not None and not (0 < self.ratio <= 1):
+            raise ValueError(f"ratio: must lie in (0, 1], got {self.ratio}")
+
+    def count(self, numel: int) -> int:
+        """Entries kept for a tensor of ``numel`` entries."""
+        k = self.k if self.k is not None else math.ceil(self.ratio * numel)
+        return max(1, min(k, numel))
+
+    def compress(self, x: torch.Tensor, name: str = "tensor") -> TopKPayload:
+        check_float_tensor(x, name)
+        flat = x.detach().reshape(-1)
+        idx = torch.topk(flat.abs(), self.count(flat.numel()), sorted=False).indices
+        idx_dtype = torch.int32 if flat.numel() < 2**31 else torch.int64
+        return TopKPayload(values=flat[idx].clone(), indices=idx.to(idx_dtype),
+                           shape=tuple(x.shape))
+
+
+@dataclass(frozen=True)
+class QSGD:
+    """Unbiased stochastic quantization with ``s`` levels (QSGD).
+
+    Each entry ``x_i`` becomes ``||x|| * sign(x_i) * l_i / s`` where ``l_i`` is
+    ``floor(s |x_i| / ||x||)`` or that plus one, with the probability that makes
+    it unbiased: ``E[Q(x)] = x``.
+
+    Parameters
+    ----------
+    s : int
+        Number of levels (>= 1).
+    generator : torch.Generator, optional
+        Randomness for the rounding.
+    """
+
+    s: int  # quantization levels; entries are sent as signed integers in [-s, s]
+    generator: torch.Generator | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.s, bool) or not isinstance(self.s, int) or self.s < 1:
+            raise ValueError(f"s: must be an integer >= 1, got {self.s!r}")
+
+    def compress(self, x: torch.Tensor, name: str = "tensor") -> QSGDPayload:
+        check_float_tensor(x, name)
+        x = x.detach()
+        norm = torch.linalg.vector_norm(x.double()).float()
+        int_dtype = torch.int8 if self.s <= 127 else torch.int16 if self.s <= 32767 else torch.int32
+        if float(norm) == 0.0:
+            return QSGDPayload(norm, torch.zeros_like(x, dtype=int_dtype), self.s, x.dtype)
+        scaled = x.double().abs() / norm.double() * self.s
+        lower = torch.floor(scaled)
+        u = torch.rand(x.shape, generator=self.generator, dtype=torch.float64,
+                       device="cpu" if self.generator is None else self.generator.device)
+        level = lower + (u.to(x.device) < (scaled - lower)).double()
+        levels = (torch.sign(x).double() * level).to(int_dtype)
+        return QSGDPayload(norm=norm, levels=levels, s=self.s, dtype=x.dtype)
+
+
+@dataclass
+class ErrorFeedback:
+    """Error feedback around a compressor: send ``C(x + e)``, keep ``e <- x + e - C(x + e)``.
+
+    The residual is stored per tensor name, so one wrapper serves a whole model
+    (use one wrapper per client).
+
+    Parameters
+    ----------
+    compressor : Compressor
+        The inner compressor.
+    """
+
+    compressor: Compressor
+    residuals: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def compress(self, x: torch.Tensor, name: str = "tensor") -> Payload:
+        check_float_tensor(x, name)
+        corrected = x.detach() + self.residuals.get(name, torch.zeros_like(x))
+        payload = self.compressor.compress(corrected, name)
+        self.residuals[name] = corrected - payload.decompress()
+        return payload

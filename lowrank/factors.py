@@ -1,0 +1,193 @@
+"""Low-rank factors of a matrix and :func:`compress_matrix`, the matrix-level operator.
+
+A compressed ``m x n`` matrix of rank ``r`` is sent as ``U (m x r)`` with the
+singular values folded in and ``V (n x r)`` with orthonormal columns:
+``r * (m + n)`` values at the payload dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ._validation import check_matrix
+from .policies import RankPolicy, parse_policy
+from .svd import SVDResult, exact_svd, power_svd, randomized_svd
+
+__all__ = ["LowRankFactors", "compress_matrix", "Method"]
+
+Method = Literal["exact", "randomized", "power"]
+
+
+@dataclass(frozen=True)
+class LowRankFactors:
+    """Factors ``W ~ U V^T`` of a matrix or a batch of matrices.
+
+    For a single matrix ``U`` is ``(m, r)`` and ``V`` is ``(n, r)``. For a batch
+    (``(..., m, n)``) the matrices may have different ranks: ``U`` and ``V`` hold
+    ``max(ranks)`` columns and the columns past each matrix's rank are zero;
+    :meth:`unbind` gives the per-matrix factors, trimmed.
+    """
+
+    U: torch.Tensor  # (..., m, R): left singular vectors scaled by singular values
+    V: torch.Tensor  # (..., n, R): right singular vectors (orthonormal; a warm start)
+    ranks: torch.Tensor  # int64 (...): rank kept per matrix
+    sq_error: torch.Tensor  # float64 (...): ||W - U V^T||_F^2 actually made
+    energy: torch.Tensor  # float64 (...): ||W||_F^2
+    dtype: torch.dtype  # dtype of the original matrix, restored by to_dense()
+    requested_rank: int | None = None  # rank the policy asked for, before clipping
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)`` of each matrix."""
+        return (self.U.shape[-2], self.V.shape[-2])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch dimensions (empty for a single matrix)."""
+        return tuple(self.ranks.shape)
+
+    @property
+    def rank(self) -> int:
+        """Rank of a single matrix (use :attr:`ranks` for a batch)."""
+        if self.ranks.ndim:
+            raise ValueError("rank: this is a batch of factors; use .ranks")
+        return int(self.ranks)
+
+    @property
+    def clipped(self) -> bool:
+        """True when the requested rank exceeded ``min(m, n)`` and was clipped."""
+        return self.requested_rank is not None and self.requested_rank > min(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes sent: ``sum(ranks) * (m + n) * itemsize`` of the payload dtype."""
+        m, n = self.shape
+        return int(self.ranks.sum()) * (m + n) * self.U.element_size()
+
+    @property
+    def dense_nbytes(self) -> int:
+        """Bytes the dense matrices would take in the original dtype."""
+        m, n = self.shape
+        return int(self.ranks.numel()) * m * n * torch.empty((), dtype=self.dtype).element_size()
+
+    @property
+    def relative_sq_error(self) -> torch.Tensor:
+        """``||W - U V^T||_F^2 / ||W||_F^2`` (0 where ``W = 0``)."""
+        return torch.where(self.energy > 0, self.sq_error / self.energy.clamp(min=1e-300),
+                           torch.zeros_like(self.energy))
+
+    def to_dense(self) -> torch.Tensor:
+        """Rebuild ``U V^T`` in the original dtype, shape ``(..., m, n)``."""
+        return (self.U @ self.V.mT).to(self.dtype)
+
+    def unbind(self) -> list[LowRankFactors]:
+        """Split a batch (flattened) into single-matrix factors with exactly ``r`` columns."""
+        m, n = self.shape
+        u = self.U.reshape(-1, m, self.U.shape[-1])
+        v = self.V.reshape(-1, n, self.V.shape[-1])
+        ranks, err, en = self.ranks.reshape(-1), self.sq_error.reshape(-1), self.energy.reshape(-1)
+        return [
+            LowRankFactors(U=u[i, :, : int(r)].clone(), V=v[i, :, : int(r)].clone(), ranks=r,
+                           sq_error=err[i], energy=en[i], dtype=self.dtype,
+                           requested_rank=self.requested_rank)
+            for i, r in enumerate(ranks)
+        ]
+
+
+def _decompose(
+    w: torch.Tensor,
+    policy: RankPolicy,
+    method: Method,
+    *,
+    max_rank: int | None,
+    oversampling: int,
+    power_iters: int,
+    warm_start: torch.Tensor | None,
+    generator: torch.Generator | None,
+    name: str,
+) -> SVDResult:
+    if method == "exact":
+        return exact_svd(w, name=name)
+    m, n = w.shape[-2:]
+    sketch_rank = max_rank if max_rank is not None else policy.max_rank(m, n)
+    if sketch_rank is None:
+        raise ValueError(
+            f"max_rank: {type(policy).__name__} chooses its rank from the spectrum, so "
+            f"method={method!r} needs max_rank (the sketch size) for {name}"
+        )
+    if method == "randomized":
+        return randomized_svd(w, sketch_rank, oversampling=oversampling,
+                              power_iters=power_iters, generator=generator, name=name)
+    if method == "power":
+        return power_svd(w, sketch_rank, iters=max(1, power_iters), warm_start=warm_start,
+                         generator=generator, name=name)
+    raise ValueError(f"method: expected 'exact', 'randomized' or 'power', got {method!r}")
+
+
+def compress_matrix(
+    w: torch.Tensor,
+    policy: RankPolicy | str,
+    method: Method = "exact",
+    *,
+    max_rank: int | None = None,
+    oversampling: int = 10,
+    power_iters: int = 2,
+    warm_start: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    payload_dtype: torch.dtype | None = None,
+    name: str = "matrix",
+) -> LowRankFactors:
+    """Truncate a matrix, or a batch of matrices, to a rank chosen by a policy.
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        ``(m, n)`` or ``(..., m, n)``, floating point and finite.
+    policy : RankPolicy or str
+        How to choose the rank (see :mod:`lowrank.policies`); a string such as
+        ``"energy:0.99"`` is parsed by :func:`~lowrank.policies.parse_policy`.
+    method : {"exact", "randomized", "power"}
+        Exact SVD, randomized SVD (HMT 2011), or PowerSGD-style subspace iteration.
+    max_rank : int, optional
+        Sketch size for ``randomized``/``power`` when the policy does not fix a rank.
+    oversampling : int
+        Randomized SVD oversampling ``p``.
+    power_iters : int
+        Randomized SVD power iterations ``q``; iterations of the ``power`` method.
+    warm_start : torch.Tensor, optional
+        ``(..., n, r)`` right basis for ``power`` (e.g. the previous ``.V``).
+    generator : torch.Generator, optional
+        Randomness for the sketching methods.
+    payload_dtype : torch.dtype, optional
+        Dtype of the factors sent (default: the dtype of ``w``).
+    name : str
+        Name of the tensor, used in error messages.
+
+    Returns
+    -------
+    LowRankFactors
+        With ``.ranks``, ``.to_dense()``, ``.nbytes`` and ``.sq_error``, the
+        squared Frobenius error actually made (computed in float64).
+    """
+    check_matrix(w, name)
+    policy = parse_policy(policy)
+    m, n = w.shape[-2:]
+    svd = _decompose(w, policy, method, max_rank=max_rank, oversampling=oversampling,
+                     power_iters=power_iters, warm_start=warm_start, generator=generator,
+                     name=name)
+    w64 = w.double()
+    energy = w64.square().sum(dim=(-2, -1))
+    ranks = policy.select(svd.S, m, n, total_energy=energy).to(svd.S.device)
+    r_max = int(ranks.max()) if ranks.numel() else 1
+    keep = (torch.arange(r_max, device=svd.S.device) < ranks.unsqueeze(-1)).to(svd.S.dtype)
+    s = svd.S[..., :r_max] * keep
+    dtype = payload_dtype or w.dtype
+    u = (svd.U[..., :r_max] * s.unsqueeze(-2)).to(dtype)
+    v = (svd.V[..., :r_max] * keep.unsqueeze(-2)).to(dtype)
+    sq_error = (w64 - u.double() @ v.double().mT).square().sum(dim=(-2, -1))
+    return LowRankFactors(U=u, V=v, ranks=ranks.cpu(), sq_error=sq_error.cpu(),
+                          energy=energy.cpu(), dtype=w.dtype,
+                          requested_rank=policy.requested_rank(m, n))
