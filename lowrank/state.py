@@ -99,8 +99,22 @@ class CompressedState:
 
     @property
     def nbytes_per_item(self) -> list[int]:
-        """Bytes sent by each item of a batch (one entry for a single state)."""
-        return [s.nbytes for s in self.unbind()] if self.batch_size else [self.nbytes]
+        """Bytes sent by each item of a batch (one entry for a single state).
+
+        Equal to ``[s.nbytes for s in self.unbind()]``, computed without copying.
+        """
+        if not self.batch_size:
+            return [self.nbytes]
+        total = torch.zeros(self.batch_size, dtype=torch.int64)
+        for e in self.entries.values():
+            if isinstance(e, RawEntry):
+                total += e.tensor[0].numel() * e.tensor.element_size()
+                continue
+            m, n = e.factors.shape
+            dense = m * n * e.dense_items.element_size()
+            low_rank = e.factors.ranks * (m + n) * e.factors.U.element_size()
+            total += torch.where(e.sent_dense, torch.full_like(low_rank, dense), low_rank)
+        return total.tolist()
 
     @property
     def ranks(self) -> dict[str, int | torch.Tensor]:
