@@ -1,0 +1,7 @@
+"""``python -m fl_sim``: see :mod:`fl_sim.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

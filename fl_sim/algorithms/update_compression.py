@@ -1,0 +1,137 @@
+"""Baselines that compress the client *update* ``w^k - w_r`` rather than the model.
+
+The downlink is dense. Each participant compresses its update with a
+per-client compressor whose memory (error-feedback residuals, warm-start bases)
+lives in the server state as stacks ``(N, ...)``, so a run checkpoints and
+resumes exactly:
+
+- ``lowrank_update``: PowerSGD-style rank-r update + error feedback;
+- ``topk_ef``: top-k sparsification + error feedback;
+- ``qsgd``: unbiased stochastic quantization, no feedback (FedPAQ-style).
+
+Aggregation: ``w_{r+1} = w_r + sum_k a_k C(w^k - w_r)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from lowrank import QSGD, ErrorFeedback, TopK, state_nbytes
+from lowrank.powersgd import PowerSGD
+
+from .base import (
+    Algorithm,
+    Params,
+    RoundComms,
+    RoundContext,
+    ServerState,
+    aggregation_error,
+    broadcast,
+    weighted_sum,
+)
+
+__all__ = ["UpdateCompression", "lowrank_update", "topk_ef", "qsgd"]
+
+# builds one client's compressor from the round's generator and that client's memory
+CompressorFactory = Callable[[torch.Generator, dict[str, Params]], object]
+
+
+@dataclass(frozen=True)
+class UpdateCompression(Algorithm):
+    """Compressed updates with optional per-client memory.
+
+    Parameters
+    ----------
+    name : str
+        Label used in histories.
+    make_compressor : callable
+        ``(generator, client_memory) -> compressor``; the compressor's memory
+        dicts (``residuals``, ``bases``) are written back after each client.
+    memory_slots : tuple of str
+        Names of the per-client memories (``"residuals"``, ``"bases"``).
+    """
+
+    name: str
+    make_compressor: CompressorFactory
+    memory_slots: tuple[str, ...] = ()
+
+    def init(self, params: Params, num_clients: int) -> ServerState:
+        state = super().init(params, num_clients)
+        return ServerState(params=state.params, round=0,
+                           memory={slot: {} for slot in self.memory_slots})
+
+    def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
+        clients, weights = ctx.participation.clients, ctx.participation.weights
+        k = clients.numel()
+        w = state.params
+        local = ctx.train(broadcast(w, k), clients)
+        t0 = time.perf_counter()
+        delta = {n: local[n] - w[n] for n in w}
+        received = {n: torch.empty_like(d) for n, d in delta.items()}
+        # one copy of each per-client stack per round, updated in place below
+        memory = {slot: {n: t.clone() for n, t in stack.items()}
+                  for slot, stack in state.memory.items()}
+        up_bytes = []
+        for i, client in enumerate(clients.tolist()):
+            own = {slot: {n: t[client] for n, t in stack.items()}
+                   for slot, stack in memory.items()}
+            compressor = self.make_compressor(ctx.generator, own)
+            sent = 0
+            for n, d in delta.items():
+                try:
+                    payload = compressor.compress(d[i], name=n)
+                except (ValueError, TypeError) as exc:
+                    raise type(exc)(f"client {client}: {exc}") from exc
+                received[n][i] = payload.decompress()
+                sent += payload.nbytes
+            up_bytes.append(sent)
+            for slot, stack in memory.items():
+                for n, value in own[slot].items():
+                    if n not in stack:
+                        stack[n] = torch.zeros(ctx.num_clients, *value.shape, dtype=value.dtype,
+                                               device=value.device)
+                    stack[n][client] = value
+        step = weighted_sum(received, weights)
+        new_params = {n: w[n] + step[n] for n in w}
+        err_client = aggregation_error(received, delta, weights)
+        comms = RoundComms(bytes_down_per_client=[state_nbytes(w)] * k,
+                           bytes_up_per_client=up_bytes, ranks_down={}, ranks_up={},
+                           err_server=0.0, err_client=err_client,
+                           compress_seconds=time.perf_counter() - t0)
+        return ServerState(params=new_params, round=state.round + 1, memory=memory), comms
+
+
+def lowrank_update(rank: int, iters: int = 1) -> UpdateCompression:
+    """PowerSGD-style rank-``rank`` updates with error feedback and warm starts."""
+    PowerSGD(rank, iters=iters)  # validate now, not in the first round
+
+    def make(generator: torch.Generator, memory: dict[str, Params]) -> ErrorFeedback:
+        inner = PowerSGD(rank, iters=iters, generator=generator,
+                         bases=memory["bases"])
+        return ErrorFeedback(inner, residuals=memory["residuals"])
+
+    return UpdateCompression("lowrank_update", make, ("residuals", "bases"))
+
+
+def topk_ef(ratio: float) -> UpdateCompression:
+    """Top-k sparsified updates (fraction ``ratio`` kept) with error feedback."""
+    TopK(ratio=ratio)  # validate now
+
+    def make(generator: torch.Generator, memory: dict[str, Params]) -> ErrorFeedback:
+        return ErrorFeedback(TopK(ratio=ratio), residuals=memory["residuals"])
+
+    return UpdateCompression("topk_ef", make, ("residuals",))
+
+
+def qsgd(levels: int) -> UpdateCompression:
+    """QSGD-quantized updates with ``levels`` levels, unbiased, no feedback (FedPAQ)."""
+    QSGD(levels)  # validate now
+
+    def make(generator: torch.Generator, memory: dict[str, Params]) -> QSGD:
+        return QSGD(levels, generator=generator)
+
+    return UpdateCompression("qsgd", make)

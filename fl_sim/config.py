@@ -1,0 +1,107 @@
+"""The configuration of a simulation: one dataclass, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .algorithms import ALGORITHMS
+from .participation import SCHEMES
+
+__all__ = ["SimConfig", "DATASETS", "MODELS"]
+
+DATASETS = ("digits", "digits_images", "synthetic", "ridge", "mnist", "cifar10")
+MODELS = ("logreg", "linreg", "mlp", "cnn")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that defines a run; same config and seed give a bit-identical history."""
+
+    # what is trained
+    algorithm: str = "feddlr"  # one of fl_sim.algorithms.ALGORITHMS
+    dataset: str = "digits"  # one of DATASETS
+    model: str = "mlp"  # one of MODELS
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"hidden": (200, 200)}
+    # federation
+    num_clients: int = 20  # N (ignored for datasets with a natural split: synthetic, ridge)
+    partition: str = "dirichlet"  # iid, dirichlet, shards, power_law
+    dirichlet_alpha: float = 0.5  # label skew for the dirichlet partition
+    participation: str = "full"  # full, scheme1 (with replacement by p_k), scheme2 (uniform)
+    clients_per_round: int | None = None  # K for scheme1/scheme2
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the dataset builder
+    data_dir: str | None = None  # folder of local MNIST/CIFAR files
+    test_fraction: float = 0.2  # held-out share of each dataset
+    # optimization
+    rounds: int = 30  # R
+    local_steps: int = 10  # E: local SGD *steps* per round (not epochs)
+    batch_size: int | None = 10  # B; None = full-batch gradient descent
+    lr: float = 0.05  # eta_0
+    lr_schedule: str = "constant"  # constant, inverse (eta0/(1+t/decay)), li (2/(mu(gamma+t)))
+    lr_decay_steps: float = 100.0  # for "inverse"
+    lr_mu: float | None = None  # for "li"
+    lr_gamma: float | None = None  # for "li"
+    weight_decay: float = 0.0  # lambda: adds lambda/2 ||w||^2 to every F_k
+    # compression
+    policy_down: str = "energy:0.99"  # server-side rank policy (FedDLR family)
+    policy_up: str = "energy:0.99"  # client-side rank policy (FedDLR family)
+    method: str = "exact"  # exact, randomized, power
+    min_rate: float = 1.0  # factors only if r (m + n) min_rate < m n
+    max_rank: int | None = None  # sketch size for spectrum policies with sketching methods
+    update_rank: int = 4  # lowrank_update rank
+    topk_ratio: float = 0.05  # topk_ef fraction kept
+    qsgd_levels: int = 16  # qsgd levels
+    # execution
+    seed: int = 0
+    vectorized: bool = True  # vmap over clients; False = one client at a time
+    device: str = "auto"  # auto (CUDA if present), cpu, cuda
+    dtype: str = "float32"  # float32 or float64
+    eval_every: int = 1  # evaluate every k rounds (and at the last)
+    checkpoint_every: int = 0  # 0 = never; else write a checkpoint every k rounds
+    output_dir: str | None = None  # where checkpoints (and CLI outputs) go
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.algorithm in ALGORITHMS, "algorithm", f"one of {', '.join(ALGORITHMS)}"),
+            (self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}"),
+            (self.model in MODELS, "model", f"one of {', '.join(MODELS)}"),
+            (self.participation in SCHEMES, "participation", f"one of {', '.join(SCHEMES)}"),
+            (self.num_clients >= 1, "num_clients", ">= 1"),
+            (self.rounds >= 1, "rounds", ">= 1"),
+            (self.local_steps >= 1, "local_steps", ">= 1 (E counts local SGD steps)"),
+            (self.batch_size is None or self.batch_size >= 1, "batch_size", ">= 1 or None"),
+            (self.lr_schedule == "li" or self.lr > 0, "lr", "> 0"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.eval_every >= 1, "eval_every", ">= 1"),
+            (self.checkpoint_every >= 0, "checkpoint_every", ">= 0"),
+            (self.dtype in ("float32", "float64"), "dtype", "'float32' or 'float64'"),
+            (0 < self.test_fraction < 1, "test_fraction", "in (0, 1)"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        if self.participation != "full":
+            k = self.clients_per_round
+            if k is None or k < 1:
+                raise ValueError(f"clients_per_round: {self.participation} needs K >= 1, got {k}")
+            if self.participation == "scheme2" and self.dataset not in ("synthetic", "ridge") \
+                    and k > self.num_clients:
+                raise ValueError(f"clients_per_round: K={k} > num_clients N={self.num_clients}")
+
+    def replace(self, **changes: Any) -> SimConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SimConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {unknown}")
+        return cls(**data)

@@ -1,0 +1,217 @@
+"""The in-process simulator: :func:`run` turns a :class:`SimConfig` into a :class:`History`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .algorithms import Algorithm, RoundContext, ServerState, make_algorithm
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import SimConfig
+from .device import resolve_device
+from .evaluation import evaluate
+from .federated_data import FederatedData, build_federated_data
+from .history import History, RoundRecord
+from .local_training import LocalTrainer, Params
+from .models import build_model
+from .participation import sample_participants
+from .rng import RandomStreams
+from .schedules import make_schedule
+
+__all__ = ["Simulation", "setup", "run"]
+
+
+@dataclass
+class Simulation:
+    """A run's fixed parts, built once by :func:`setup`."""
+
+    config: SimConfig
+    device: torch.device
+    data: FederatedData  # on the device
+    model: nn.Module  # template for functional calls (its parameters hold w_0)
+    trainer: LocalTrainer
+    algorithm: Algorithm
+    streams: RandomStreams
+
+    def initial_params(self) -> Params:
+        """``w_0`` as a dict of detached tensors."""
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+
+def _init_model(config: SimConfig, data: FederatedData, streams: RandomStreams,
+                dtype: torch.dtype, device: torch.device) -> nn.Module:
+    seed = int(torch.randint(0, 2**62, (1,), generator=streams.init))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(config.model, data.input_shape, data.num_outputs,
+                            **config.model_kwargs)
+    return model.to(device=device, dtype=dtype)
+
+
+def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
+    """Build data, model, trainer, algorithm and random streams for ``config``.
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run.
+    data : FederatedData, optional
+        Prebuilt data (must come from the same config); built from the config if omitted.
+    """
+    device = resolve_device(config.device)
+    dtype = getattr(torch, config.dtype)
+    streams = RandomStreams.from_seed(config.seed)
+    if data is None:
+        data = build_federated_data(config.dataset, config.num_clients, config.partition,
+                                    config.seed, alpha=config.dirichlet_alpha,
+                                    test_fraction=config.test_fraction,
+                                    data_dir=config.data_dir, **config.dataset_kwargs)
+    if config.participation == "scheme2" and config.clients_per_round > data.num_clients:
+        raise ValueError(f"clients_per_round: K={config.clients_per_round} exceeds the "
+                         f"{data.num_clients} clients of {config.dataset}")
+    data = data.to(device)
+    if data.train_x.dtype.is_floating_point:
+        data = _cast(data, dtype)
+    model = _init_model(config, data, streams, dtype, device)
+    schedule = make_schedule(config.lr_schedule, config.lr, mu=config.lr_mu,
+                             gamma=config.lr_gamma, decay_steps=config.lr_decay_steps)
+    trainer = LocalTrainer(model=model, task=data.task, train_x=data.train_x,
+                           train_y=data.train_y, client_offsets=data.client_offsets.cpu(),
+                           client_sizes=data.client_sizes.cpu(), local_steps=config.local_steps,
+                           batch_size=config.batch_size, weight_decay=config.weight_decay,
+                           schedule=schedule, vectorized=config.vectorized)
+    algorithm = make_algorithm(config.algorithm, policy_down=config.policy_down,
+                               policy_up=config.policy_up, method=config.method,
+                               min_rate=config.min_rate, max_rank=config.max_rank,
+                               update_rank=config.update_rank, topk_ratio=config.topk_ratio,
+                               qsgd_levels=config.qsgd_levels)
+    return Simulation(config, device, data, model, trainer, algorithm, streams)
+
+
+def _cast(data: FederatedData, dtype: torch.dtype) -> FederatedData:
+    """Inputs (and regression targets) in the run's dtype."""
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype) if t.dtype.is_floating_point else t
+
+    return dataclasses.replace(
+        data, train_x=cast(data.train_x), train_y=cast(data.train_y), test_x=cast(data.test_x),
+        test_y=cast(data.test_y), client_test_x=[cast(t) for t in data.client_test_x],
+        client_test_y=[cast(t) for t in data.client_test_y])
+
+
+def _checked_train(sim: Simulation, round_index: int) -> Callable[[Params, torch.Tensor], Params]:
+    """The trainer for one round, stopping with a clear error on a non-finite loss."""
+
+    def train(start: Params, clients: torch.Tensor) -> Params:
+        params, losses = sim.trainer.train(start, clients, round_index, sim.streams.batches)
+        finite = torch.isfinite(losses).cpu()
+        for p in params.values():
+            finite &= torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1).cpu()
+        if not bool(finite.all()):
+            bad = int(clients[~finite][0])
+            raise FloatingPointError(
+                f"non-finite loss or weights at round {round_index + 1}, client {bad} "
+                f"(lr={sim.config.lr}); try a smaller learning rate")
+        return params
+
+    return train
+
+
+def _metrics(sim: Simulation, params: Params, w_star: Params | None) -> dict:
+    cfg, data = sim.config, sim.data
+    train = evaluate(sim.model, params, data.train_x, data.train_y, data.task,
+                     weight_decay=cfg.weight_decay)
+    test = evaluate(sim.model, params, data.test_x, data.test_y, data.task)
+    dist_sq = None
+    if w_star is not None:
+        dist_sq = sum(float((params[n].double() - w_star[n].to(params[n].device).double())
+                            .square().sum()) for n in params)
+    return {"train_loss": train.loss, "test_loss": test.loss, "test_accuracy": test.accuracy,
+            "dist_sq": dist_sq}
+
+
+def run(
+    config: SimConfig,
+    *,
+    data: FederatedData | None = None,
+    w_star: Params | None = None,
+    resume_from: str | Path | None = None,
+    progress: bool = False,
+) -> History:
+    """Run a federated simulation.
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run; same config and seed give a bit-identical history.
+    data : FederatedData, optional
+        Prebuilt data for this config (saves rebuilding it across runs).
+    w_star : dict[str, torch.Tensor], optional
+        An optimum; the history then records ``||w_r - w*||^2`` each round.
+    resume_from : str or Path, optional
+        A checkpoint written by an earlier run of the same config.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    History
+        Config and one :class:`RoundRecord` per round.
+    """
+    sim = setup(config, data)
+    history = History(config=config.to_dict())
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, sim.device)
+        if ckpt.config != config.to_dict():
+            changed = sorted(k for k in ckpt.config if ckpt.config[k] != config.to_dict().get(k))
+            raise ValueError(f"resume_from: checkpoint was written by a different config "
+                             f"(fields {changed})")
+        state: ServerState = ckpt.state
+        sim.streams.load_state_dict(ckpt.rng)
+        history = History.from_dict(ckpt.history)
+    else:
+        state = sim.algorithm.init(sim.initial_params(), sim.data.num_clients)
+        history.initial = _metrics(sim, state.params, w_star)
+    p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
+    bar = tqdm(range(state.round, config.rounds), desc=config.algorithm, disable=not progress,
+               initial=state.round, total=config.rounds)
+    for r in bar:
+        t0 = time.perf_counter()
+        part = sample_participants(p, config.participation, config.clients_per_round,
+                                   sim.streams.sampling)
+        ctx = RoundContext(part, _checked_train(sim, r), sim.streams.compression,
+                           sim.data.num_clients)
+        state, comms = sim.algorithm.round(state, ctx)
+        seconds = time.perf_counter() - t0
+        if not all(bool(torch.isfinite(v).all()) for v in state.params.values()):
+            raise FloatingPointError(f"non-finite global model after round {r + 1}")
+        last = r + 1 == config.rounds
+        evaluated = (r + 1) % config.eval_every == 0 or last
+        m = _metrics(sim, state.params, w_star) if evaluated else dict.fromkeys(
+            ("train_loss", "test_loss", "test_accuracy", "dist_sq"))
+        history.records.append(RoundRecord(
+            round=r + 1, **m, bytes_up=sum(comms.bytes_up_per_client),
+            bytes_down=sum(comms.bytes_down_per_client),
+            bytes_up_per_client=comms.bytes_up_per_client,
+            bytes_down_per_client=comms.bytes_down_per_client, ranks_down=comms.ranks_down,
+            ranks_up=comms.ranks_up, err_server=comms.err_server, err_client=comms.err_client,
+            clients=part.clients.tolist(), seconds=seconds,
+            compress_seconds=comms.compress_seconds))
+        if m["test_accuracy"] is not None:
+            bar.set_postfix(acc=f"{m['test_accuracy']:.3f}")
+        if config.checkpoint_every and ((r + 1) % config.checkpoint_every == 0 or last):
+            if config.output_dir is None:
+                raise ValueError("output_dir: checkpoint_every > 0 needs an output_dir")
+            save_checkpoint(Path(config.output_dir) / "checkpoint.pt",
+                            Checkpoint(config.to_dict(), state, sim.streams.state_dict(),
+                                       history.to_dict()))
+    history.final_params = state.params
+    return history
