@@ -29,8 +29,9 @@ class FactorizedLinear(nn.Sequential):
     def __init__(self, factors: LowRankFactors, bias: torch.Tensor | None) -> None:
         m, n = factors.shape
         r = factors.rank
-        first = nn.Linear(n, r, bias=False)
-        second = nn.Linear(r, m, bias=bias is not None)
+        kw = {"dtype": factors.U.dtype, "device": factors.U.device}  # not the default float32
+        first = nn.Linear(n, r, bias=False, **kw)
+        second = nn.Linear(r, m, bias=bias is not None, **kw)
         with torch.no_grad():
             first.weight.copy_(factors.V.mT)
             second.weight.copy_(factors.U)
@@ -44,10 +45,11 @@ class FactorizedConv2d(nn.Sequential):
 
     def __init__(self, conv: nn.Conv2d, factors: LowRankFactors) -> None:
         r = factors.rank
+        kw = {"dtype": factors.U.dtype, "device": factors.U.device}  # not the default float32
         first = nn.Conv2d(conv.in_channels, r, conv.kernel_size, stride=conv.stride,
                           padding=conv.padding, dilation=conv.dilation, bias=False,
-                          padding_mode=conv.padding_mode)
-        second = nn.Conv2d(r, conv.out_channels, 1, bias=conv.bias is not None)
+                          padding_mode=conv.padding_mode, **kw)
+        second = nn.Conv2d(r, conv.out_channels, 1, bias=conv.bias is not None, **kw)
         with torch.no_grad():
             first.weight.copy_(factors.V.mT.reshape(r, *conv.weight.shape[1:]))
             second.weight.copy_(factors.U.reshape(conv.out_channels, r, 1, 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -145,7 +145,15 @@ class CompressedState:
     def unbind(self) -> list[CompressedState]:
         """Split a batch into single-state payloads holding exactly what each item sends."""
         if not self.batch_size:
-            return [self]
+            # a matrix sent raw still holds its (unsent) factors here: drop them
+            entries: dict[str, Entry] = {}
+            for name, e in self.entries.items():
+                if isinstance(e, MatrixEntry) and bool(e.sent_dense):
+                    f = e.factors
+                    e = MatrixEntry(replace(f, U=f.U[..., :0], V=f.V[..., :0]), e.shape,
+                                    e.sent_dense, e.dense_items)
+                entries[name] = e
+            return [CompressedState(entries=entries, batch_size=None)]
         items: list[dict[str, Entry]] = [{} for _ in range(self.batch_size)]
         for name, e in self.entries.items():
             if isinstance(e, RawEntry):
