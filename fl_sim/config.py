@@ -46,6 +46,8 @@ class SimConfig:
     # compression
     policy_down: str = "energy:0.99"  # server-side rank policy (FedDLR family)
     policy_up: str = "energy:0.99"  # client-side rank policy (FedDLR family)
+    policy_overrides: dict[str, str | None] = field(default_factory=dict)  # layer pattern ->
+    #   policy, or None to send that layer dense (e.g. {"*out*": None} keeps the classifier)
     method: str = "exact"  # exact, randomized, power
     min_rate: float = 1.0  # factors only if r (m + n) min_rate < m n
     max_rank: int | None = None  # sketch size for spectrum policies with sketching methods

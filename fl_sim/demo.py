@@ -23,8 +23,8 @@ __all__ = ["DEMO_CONFIG", "run_demo"]
 # A small non-IID setting that runs in a few minutes on 2 CPU cores.
 DEMO_CONFIG = SimConfig(
     algorithm="fedavg", dataset="digits", model="mlp", num_clients=20, partition="dirichlet",
-    dirichlet_alpha=0.5, rounds=60, local_steps=10, batch_size=10, lr=0.05,
-    policy_down="ratio:0.1", policy_up="ratio:0.1", seed=0,
+    dirichlet_alpha=0.5, rounds=60, local_steps=10, batch_size=10, lr=0.2,
+    policy_down="ratio:0.25", policy_up="ratio:0.25", policy_overrides={"*out*": None}, seed=0,
 )
 
 
@@ -42,7 +42,7 @@ def run_demo(out: Path, rounds: int | None = None) -> dict:
 
     sim = setup(configs["feddlr"])
     dense, compact, report = export_compact(sim.model, histories["feddlr"].final_params,
-                                            base.policy_down)
+                                            base.policy_down, overrides=base.policy_overrides)
     data = sim.data
     acc_dense = evaluate(dense, dict(dense.named_parameters()), data.test_x, data.test_y,
                          data.task).accuracy

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .local_training import Params, per_sample_loss
+from .local_training import Params
+from .models import per_sample_loss
 
 __all__ = ["Evaluation", "evaluate", "squared_norm"]
 

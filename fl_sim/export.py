@@ -27,9 +27,12 @@ def load_params(model: nn.Module, params: dict[str, torch.Tensor]) -> nn.Module:
 
 def export_compact(
     model: nn.Module, params: dict[str, torch.Tensor], policy: RankPolicy | str,
-    min_rate: float = 1.0,
+    *, overrides: dict[str, RankPolicy | str | None] | None = None, min_rate: float = 1.0,
 ) -> tuple[nn.Module, nn.Module, FactorizationReport]:
     """Dense model with ``params`` and its factorized copy under ``policy``.
+
+    ``overrides`` match *parameter* names (``"net.out.weight"``) as in the
+    simulator's ``policy_overrides``; they are applied to the owning layers.
 
     Returns
     -------
@@ -40,7 +43,9 @@ def export_compact(
     """
 
     dense = load_params(copy.deepcopy(model), params).eval()
-    compact, report = factorize(dense, policy, min_rate=min_rate)
+    layer_overrides = {pattern.removesuffix(".weight"): value
+                       for pattern, value in (overrides or {}).items()}
+    compact, report = factorize(dense, policy, overrides=layer_overrides, min_rate=min_rate)
     return dense, compact.eval(), report
 
 

@@ -15,32 +15,18 @@ Two paths give the same result for the same random draws:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from .models import per_sample_loss
 from .schedules import LearningRate
 
-__all__ = ["per_sample_loss", "LocalTrainer", "Params"]
+__all__ = ["LocalTrainer", "Params"]
 
 Params = dict[str, torch.Tensor]
-
-
-def per_sample_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Per-sample loss: cross-entropy, or ``0.5 * ||pred - y||^2`` for regression.
-
-    The regression loss matches the theory's ridge objective
-    ``F_k(W) = ||X_k W - Y_k||^2 / (2 n_k)`` once averaged.
-    """
-    if task == "classification":
-        return lambda out, y: F.cross_entropy(out, y, reduction="none")
-    if task == "regression":
-        return lambda out, y: 0.5 * (out - y).square().sum(dim=-1)
-    raise ValueError(f"task: expected 'classification' or 'regression', got {task!r}")
 
 
 @dataclass(frozen=True)

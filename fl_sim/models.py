@@ -32,8 +32,7 @@ __all__ = [
     "LinearRegression",
     "LogisticRegression",
     "build_model",
-    "cross_entropy_loss",
-    "half_squared_error_loss",
+    "per_sample_loss",
     "init_parameters",
     "loss_fn_for",
 ]
@@ -284,36 +283,31 @@ def build_model(
     raise ValueError(f"name: unknown model {name!r}; valid names are {list(MODELS)}")
 
 
-def cross_entropy_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of logits ``pred (n, classes)`` against labels ``y (n,)``."""
-    return F.cross_entropy(pred, y)
-
-
-def half_squared_error_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``0.5 * ((pred - y)**2).sum(dim=1).mean()`` for ``pred, y`` of shape ``(n, out)``.
-
-    With ``pred = X W`` this is the theory's ``F_k(W) = ||X W - Y||^2 / (2 n)``
-    without the L2 term (weight decay is added by the trainer).
-    """
-    return 0.5 * ((pred - y) ** 2).sum(dim=1).mean()
-
-
-def loss_fn_for(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The mean loss of a task.
+def per_sample_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss of each sample of a task, shape ``(n,)``.
 
     Parameters
     ----------
     task : {"classification", "regression"}
-        Cross-entropy for classification; half squared error summed over outputs
-        and averaged over samples for regression.
+        Cross-entropy of logits for classification; ``0.5 * ||pred - y||^2``
+        (summed over outputs) for regression, so that the mean over samples with
+        ``pred = X W`` is the theory's ``F_k(W) = ||X W - Y||^2 / (2 n)`` without the
+        L2 term (weight decay is added by the trainer).
+    """
+    if task == "classification":
+        return lambda pred, y: F.cross_entropy(pred, y, reduction="none")
+    if task == "regression":
+        return lambda pred, y: 0.5 * (pred - y).square().sum(dim=-1)
+    raise ValueError(f"task: expected 'classification' or 'regression', got {task!r}")
+
+
+def loss_fn_for(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The mean loss of a task: the mean of :func:`per_sample_loss` over samples.
 
     Returns
     -------
     callable
         ``loss(pred, y) -> scalar tensor``.
     """
-    if task == "classification":
-        return cross_entropy_loss
-    if task == "regression":
-        return half_squared_error_loss
-    raise ValueError(f"task: expected 'classification' or 'regression', got {task!r}")
+    per_sample = per_sample_loss(task)
+    return lambda pred, y: per_sample(pred, y).mean()

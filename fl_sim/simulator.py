@@ -27,6 +27,10 @@ from .schedules import make_schedule
 
 __all__ = ["Simulation", "setup", "run"]
 
+# fields that may differ between a checkpoint and the run resuming it: a run can be
+# extended to more rounds, or written elsewhere
+_RESUMABLE = frozenset({"rounds", "output_dir", "checkpoint_every"})
+
 
 @dataclass
 class Simulation:
@@ -47,11 +51,8 @@ class Simulation:
 
 def _init_model(config: SimConfig, data: FederatedData, streams: RandomStreams,
                 dtype: torch.dtype, device: torch.device) -> nn.Module:
-    seed = int(torch.randint(0, 2**62, (1,), generator=streams.init))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(config.model, data.input_shape, data.num_outputs,
-                            **config.model_kwargs)
+    model = build_model(config.model, data.input_shape, data.num_outputs,
+                        generator=streams.init, **config.model_kwargs)
     return model.to(device=device, dtype=dtype)
 
 
@@ -67,6 +68,9 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
     """
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
+    # Truncated models can hold denormal floats, which are ~50x slower on CPUs; flushing
+    # them to zero changes results only below ~1e-38 (float32).
+    torch.set_flush_denormal(True)
     streams = RandomStreams.from_seed(config.seed)
     if data is None:
         data = build_federated_data(config.dataset, config.num_clients, config.partition,
@@ -90,6 +94,7 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
     algorithm = make_algorithm(config.algorithm, policy_down=config.policy_down,
                                policy_up=config.policy_up, method=config.method,
                                min_rate=config.min_rate, max_rank=config.max_rank,
+                               overrides=config.policy_overrides,
                                update_rank=config.update_rank, topk_ratio=config.topk_ratio,
                                qsgd_levels=config.qsgd_levels)
     return Simulation(config, device, data, model, trainer, algorithm, streams)
@@ -157,7 +162,8 @@ def run(
     w_star : dict[str, torch.Tensor], optional
         An optimum; the history then records ``||w_r - w*||^2`` each round.
     resume_from : str or Path, optional
-        A checkpoint written by an earlier run of the same config.
+        A checkpoint written by an earlier run of the same config (``rounds``,
+        ``output_dir`` and ``checkpoint_every`` may differ: a run can be extended).
     progress : bool
         Show a tqdm progress bar.
 
@@ -170,10 +176,14 @@ def run(
     history = History(config=config.to_dict())
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, sim.device)
-        if ckpt.config != config.to_dict():
-            changed = sorted(k for k in ckpt.config if ckpt.config[k] != config.to_dict().get(k))
+        now = config.to_dict()
+        changed = sorted(k for k in now if k not in _RESUMABLE and ckpt.config.get(k) != now[k])
+        if changed:
             raise ValueError(f"resume_from: checkpoint was written by a different config "
                              f"(fields {changed})")
+        if ckpt.state.round > config.rounds:
+            raise ValueError(f"rounds: checkpoint is at round {ckpt.state.round}, past "
+                             f"rounds={config.rounds}")
         state: ServerState = ckpt.state
         sim.streams.load_state_dict(ckpt.rng)
         history = History.from_dict(ckpt.history)

@@ -24,6 +24,7 @@ def make_algorithm(
     method: str = "exact",
     min_rate: float = 1.0,
     max_rank: int | None = None,
+    overrides: dict[str, str | None] | None = None,
     update_rank: int = 4,
     topk_ratio: float = 0.05,
     qsgd_levels: int = 16,
@@ -42,6 +43,8 @@ def make_algorithm(
         Raw-vs-factors rule of :func:`lowrank.compress_state`.
     max_rank : int, optional
         Sketch size for spectrum-based policies with sketching methods.
+    overrides : dict, optional
+        Per-layer policies for the FedDLR family by ``fnmatch`` pattern; ``None`` = dense.
     update_rank : int
         Rank of ``lowrank_update``.
     topk_ratio : float
@@ -55,7 +58,8 @@ def make_algorithm(
         down, up = family[name]
         return ModelCompression(name=name, down=parse_policy(policy_down) if down else None,
                                 up=parse_policy(policy_up) if up else None, method=method,
-                                min_rate=min_rate, max_rank=max_rank)
+                                min_rate=min_rate, max_rank=max_rank,
+                                overrides=dict(overrides) if overrides else None)
     if name == "lowrank_update":
         return lowrank_update(update_rank)
     if name == "topk_ef":

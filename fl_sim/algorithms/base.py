@@ -59,7 +59,7 @@ class RoundComms:
 class Algorithm(ABC):
     """A federated algorithm: ``init`` and ``round``."""
 
-    name: str = "algorithm"
+    name: str  # label used in histories (declared by each concrete algorithm)
 
     def init(self, params: Params, num_clients: int) -> ServerState:
         """Server state before the first round."""

@@ -55,6 +55,8 @@ class ModelCompression(Algorithm):
         A layer goes as factors only if ``r (m + n) min_rate < m n``.
     max_rank : int or None
         Sketch size for spectrum-based policies with sketching methods.
+    overrides : dict or None
+        Per-layer policies by ``fnmatch`` pattern (``None`` sends that layer dense).
     """
 
     name: str
@@ -63,9 +65,11 @@ class ModelCompression(Algorithm):
     method: str = "exact"
     min_rate: float = 1.0
     max_rank: int | None = None
+    overrides: dict[str, RankPolicy | str | None] | None = None
 
     def _compress(self, params: Params, policy: RankPolicy, ctx: RoundContext, batched: bool):
         return compress_state(params, policy, method=self.method, min_rate=self.min_rate,
+                              overrides=self.overrides,
                               batched=batched, max_rank=self.max_rank, generator=ctx.generator)
 
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
