@@ -176,7 +176,8 @@ class QSGD:
         lower = torch.floor(scaled)
         u = torch.rand(x.shape, generator=self.generator, dtype=torch.float64,
                        device="cpu" if self.generator is None else self.generator.device)
-        level = lower + (u.to(x.device) < (scaled - lower)).double()
+        # the float32 norm can round below |x_i|, making scaled slightly exceed s: clamp
+        level = (lower + (u.to(x.device) < (scaled - lower)).double()).clamp(max=self.s)
         levels = (torch.sign(x).double() * level).to(int_dtype)
         return QSGDPayload(norm=norm, levels=levels, s=self.s, dtype=x.dtype)
 

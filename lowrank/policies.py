@@ -14,6 +14,7 @@ All ranks are at least 1 and at most ``min(m, n)``; a request above
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -101,10 +102,11 @@ class FixedRank(RankPolicy):
     rank: int  # target rank; clipped to min(m, n) per matrix
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int | torch.SymInt):
-            if not (isinstance(self.rank, float) and float(self.rank).is_integer()):
-                raise TypeError(f"rank: expected an int, got {self.rank!r}")
-            object.__setattr__(self, "rank", int(self.rank))
+        integral = isinstance(self.rank, numbers.Integral) or (
+            isinstance(self.rank, float) and float(self.rank).is_integer())
+        if isinstance(self.rank, bool) or not integral:
+            raise TypeError(f"rank: expected an int, got {self.rank!r}")
+        object.__setattr__(self, "rank", int(self.rank))
         if self.rank <= 0:
             raise ValueError(f"rank: must be >= 1, got {self.rank}")
 

@@ -246,10 +246,11 @@ def compress_state(
                 raise ValueError(f"{name}: batch dimension {tensor.shape[0]} != {batch_size}")
         item_shape = tuple(tensor.shape[1:] if batched else tensor.shape)
         layer_policy = resolve_policy(name, policy, overrides)
+        if tensor.dtype.is_floating_point:
+            check_float_tensor(tensor, name)  # raw tensors too: a NaN bias is an error
         if layer_policy is None or len(item_shape) < 2 or not tensor.dtype.is_floating_point:
             entries[name] = RawEntry(tensor.detach())
             continue
-        check_float_tensor(tensor, name)
         m = item_shape[0]
         matrix = tensor.detach().reshape(*tensor.shape[: 1 if batched else 0], m, -1)
         n = matrix.shape[-1]

@@ -203,3 +203,32 @@ def test_integer_tensors_in_a_state_dict_are_sent_raw_not_rejected():
     out = cs.decompress()
     assert torch.equal(out["index_table"], state["index_table"])
     assert torch.equal(out["bn.num_batches_tracked"], state["bn.num_batches_tracked"])
+
+
+def test_nan_in_a_raw_bias_names_the_tensor():
+    from lowrank import compress_state
+
+    state = {"fc.weight": torch.randn(6, 5), "fc.bias": torch.tensor([0.0, float("nan")])}
+    with pytest.raises(ValueError, match="fc.bias"):
+        compress_state(state, "fixed:2")
+
+
+def test_fixed_rank_accepts_numpy_integers():
+    import numpy as np
+
+    from lowrank import FixedRank
+
+    assert FixedRank(np.int64(3)).rank == 3
+
+
+def test_qsgd_levels_never_exceed_s_even_when_the_norm_rounds_down(monkeypatch):
+    from lowrank import QSGD
+
+    # one dominant float64 entry: |x_0| / float32(norm) exceeds 1 by rounding, so the
+    # scaled value is a hair above s; force the round-up branch with u = 0
+    x = torch.tensor([1.0 + 5e-8, 1e-9, -1e-9], dtype=torch.float64)
+    assert float(x.abs().max()) / float(torch.linalg.vector_norm(x).float()) > 1.0
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.zeros(a[0], dtype=torch.float64))
+    p = QSGD(127).compress(x)
+    assert p.levels.dtype == torch.int8
+    assert int(p.levels.abs().max()) <= 127 and int(p.levels[0]) == 127
