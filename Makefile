@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m lowrank.demo
+	$(PY) -m fl_sim demo --output-dir runs/demo
 
 lint: venv
 	$(PY) -m ruff check .

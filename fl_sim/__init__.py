@@ -6,7 +6,7 @@
 from .algorithms import ALGORITHMS, make_algorithm
 from .config import SimConfig
 from .history import History, RoundRecord
-from .simulator import Simulation, run, setup
+from .simulator import Observer, Simulation, run, setup
 
-__all__ = ["ALGORITHMS", "History", "RoundRecord", "SimConfig", "Simulation", "make_algorithm",
-           "run", "setup"]
+__all__ = ["ALGORITHMS", "History", "Observer", "RoundRecord", "SimConfig", "Simulation",
+           "make_algorithm", "run", "setup"]

@@ -15,6 +15,7 @@ Two paths give the same result for the same random draws:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +25,10 @@ from torch.func import functional_call, grad_and_value, vmap
 from .models import per_sample_loss
 from .schedules import LearningRate
 
-__all__ = ["LocalTrainer", "Params"]
+__all__ = ["LocalTrainer", "Params", "StepObserver"]
 
 Params = dict[str, torch.Tensor]
+StepObserver = Callable[[int, Params], None]  # (local step j, stacked local iterates)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class LocalTrainer:
         clients: torch.Tensor,
         round_index: int,
         generator: torch.Generator,
+        on_step: StepObserver | None = None,
     ) -> tuple[Params, torch.Tensor]:
         """Train each listed client from its start point.
 
@@ -87,6 +90,9 @@ class LocalTrainer:
             Round number, used to index the learning-rate schedule.
         generator : torch.Generator
             Minibatch stream.
+        on_step : callable, optional
+            ``on_step(j, params)`` is called before local step ``j`` with the stacked
+            local iterates (read-only), e.g. to evaluate gradient bounds along a run.
 
         Returns
         -------
@@ -104,6 +110,8 @@ class LocalTrainer:
         losses = torch.zeros(clients.numel(), device=device)
         for j in range(self.local_steps):
             eta = self.schedule(round_index * self.local_steps + j)
+            if on_step is not None:
+                on_step(j, params)
             x, y = self.train_x[idx[j]], self.train_y[idx[j]]
             w = weights[j].to(self.train_x.dtype)
             if batched_step is not None:

@@ -25,7 +25,7 @@ from .participation import sample_participants
 from .rng import RandomStreams
 from .schedules import make_schedule
 
-__all__ = ["Simulation", "setup", "run"]
+__all__ = ["Observer", "Simulation", "setup", "run"]
 
 # fields that may differ between a checkpoint and the run resuming it: a run can be
 # extended to more rounds, or written elsewhere
@@ -112,11 +112,30 @@ def _cast(data: FederatedData, dtype: torch.dtype) -> FederatedData:
         client_test_y=[cast(t) for t in data.client_test_y])
 
 
-def _checked_train(sim: Simulation, round_index: int) -> Callable[[Params, torch.Tensor], Params]:
+@dataclass(frozen=True)
+class Observer:
+    """Optional hooks into a run, e.g. to evaluate theory constants along the trajectory.
+
+    Both receive live tensors: read them, do not modify them.
+    """
+
+    # (round index r from 0, local step j, stacked local iterates (K, ...), client ids)
+    on_local_step: Callable[[int, int, Params, torch.Tensor], None] | None = None
+    # (rounds completed, global model w_r) after each aggregation, and once with w_0
+    on_global: Callable[[int, Params], None] | None = None
+
+
+def _checked_train(sim: Simulation, round_index: int, observer: Observer | None
+                   ) -> Callable[[Params, torch.Tensor], Params]:
     """The trainer for one round, stopping with a clear error on a non-finite loss."""
 
     def train(start: Params, clients: torch.Tensor) -> Params:
-        params, losses = sim.trainer.train(start, clients, round_index, sim.streams.batches)
+        on_step = None
+        if observer is not None and observer.on_local_step is not None:
+            def on_step(j: int, params: Params) -> None:
+                observer.on_local_step(round_index, j, params, clients)
+        params, losses = sim.trainer.train(start, clients, round_index, sim.streams.batches,
+                                           on_step)
         finite = torch.isfinite(losses).cpu()
         for p in params.values():
             finite &= torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1).cpu()
@@ -150,6 +169,7 @@ def run(
     w_star: Params | None = None,
     resume_from: str | Path | None = None,
     progress: bool = False,
+    observer: Observer | None = None,
 ) -> History:
     """Run a federated simulation.
 
@@ -166,6 +186,8 @@ def run(
         ``output_dir`` and ``checkpoint_every`` may differ: a run can be extended).
     progress : bool
         Show a tqdm progress bar.
+    observer : Observer, optional
+        Hooks called at every local step and after every aggregation.
 
     Returns
     -------
@@ -190,6 +212,8 @@ def run(
     else:
         state = sim.algorithm.init(sim.initial_params(), sim.data.num_clients)
         history.initial = _metrics(sim, state.params, w_star)
+        if observer is not None and observer.on_global is not None:
+            observer.on_global(0, state.params)
     p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
     bar = tqdm(range(state.round, config.rounds), desc=config.algorithm, disable=not progress,
                initial=state.round, total=config.rounds)
@@ -197,12 +221,14 @@ def run(
         t0 = time.perf_counter()
         part = sample_participants(p, config.participation, config.clients_per_round,
                                    sim.streams.sampling)
-        ctx = RoundContext(part, _checked_train(sim, r), sim.streams.compression,
+        ctx = RoundContext(part, _checked_train(sim, r, observer), sim.streams.compression,
                            sim.data.num_clients)
         state, comms = sim.algorithm.round(state, ctx)
         seconds = time.perf_counter() - t0
         if not all(bool(torch.isfinite(v).all()) for v in state.params.values()):
             raise FloatingPointError(f"non-finite global model after round {r + 1}")
+        if observer is not None and observer.on_global is not None:
+            observer.on_global(r + 1, state.params)
         last = r + 1 == config.rounds
         evaluated = (r + 1) % config.eval_every == 0 or last
         m = _metrics(sim, state.params, w_star) if evaluated else dict.fromkeys(

@@ -149,3 +149,19 @@ def test_empty_client_is_refused():
 def test_nan_loss_stops_with_round_and_client():
     with pytest.raises(FloatingPointError, match=r"round 1, client \d+"):
         run(SMALL.replace(lr=1e30))
+
+
+def test_observer_sees_every_local_step_and_every_global_model():
+    from fl_sim import Observer
+
+    steps, globals_ = [], []
+    cfg = SMALL.replace(participation="scheme2", clients_per_round=2)
+    h = run(cfg, observer=Observer(
+        on_local_step=lambda r, j, params, clients: steps.append(
+            (r, j, params["net.fc1.weight"].shape[0], clients.tolist())),
+        on_global=lambda r, params: globals_.append((r, params["net.fc1.weight"].clone()))))
+    assert [(r, j) for r, j, _, _ in steps] == [(r, j) for r in range(3) for j in range(2)]
+    assert all(k == 2 for _, _, k, _ in steps)
+    assert [s[3] for s in steps[::2]] == [rec.clients for rec in h.records]
+    assert [r for r, _ in globals_] == [0, 1, 2, 3]
+    assert torch.equal(globals_[-1][1], h.final_params["net.fc1.weight"])
