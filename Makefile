@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 # so that pip does not pull a multi-GB CUDA wheel. Override with `make TORCH_PIN= ...`.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: venv demo test lint clean
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.py))
+
+.PHONY: venv demo test lint notebooks lab clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +27,17 @@ demo: venv
 lint: venv
 	$(PY) -m ruff check .
 
-test: venv lint
-	$(PY) -m pytest -q -p no:cacheprovider
+# Notebooks live in git as jupytext percent-format .py files (no outputs); they are
+# paired to .ipynb here and executed by nbmake as part of the test run.
+notebooks: venv
+	@if [ -n "$(NOTEBOOKS)" ]; then $(VENV)/bin/jupytext --quiet --to ipynb $(NOTEBOOKS); fi
+
+test: venv lint notebooks
+	MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests \
+		$(if $(NOTEBOOKS),--nbmake --nbmake-timeout=240 $(NOTEBOOKS:.py=.ipynb))
+
+lab: venv notebooks
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
