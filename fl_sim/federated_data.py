@@ -32,10 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ._validation import _check_float, _check_int, _seed_sequence
 from .datasets import (
-    _check_float,
-    _check_int,
-    _seed_sequence,
     load_cifar10,
     load_digits,
     load_mnist_idx,

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .datasets import _check_int
+from ._validation import _check_int
 
 __all__ = [
     "CNN",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import _as_generator, _check_float, _check_int
+from ._validation import _as_generator, _check_float, _check_int
 
 __all__ = [
     "PARTITIONERS",
