@@ -74,7 +74,7 @@ class MatrixEntry:
         dense = self.factors.to_dense()
         if bool(self.sent_dense.any()):
             dense = dense.clone()
-            dense[self.sent_dense] = self.dense_items.to(dense.device)
+            dense[self.sent_dense.to(dense.device)] = self.dense_items.to(dense.device)
         return dense.reshape(*self.factors.batch_shape, *self.shape)
 
 
@@ -259,5 +259,5 @@ def compress_state(
                                   generator=generator, payload_dtype=payload_dtype, name=name)
         sent_dense = factors.ranks * (m + n) * min_rate >= m * n
         entries[name] = MatrixEntry(factors=factors, shape=item_shape, sent_dense=sent_dense,
-                                    dense_items=matrix[sent_dense].clone())
+                                    dense_items=matrix[sent_dense.to(matrix.device)].clone())
     return CompressedState(entries=entries, batch_size=batch_size)
