@@ -5,7 +5,8 @@ the real dtypes, indices included) and ``.decompress()``:
 
 - :class:`TopK`: the ``k`` largest-magnitude entries (values + int32/int64 indices);
 - :class:`QSGD`: unbiased stochastic quantization to ``s`` levels
-  (Alistarh et al. 2017), as used by FedPAQ (Reisizadeh et al. 2020);
+  (Alistarh et al. 2017), as used by FedPAQ (Reisizadeh et al. 2020), with the
+  levels bit-packed (2 bits for ``s = 1``, 4 bits for ``s <= 7``, else 8+);
 - :class:`ErrorFeedback`: wraps any compressor and keeps the residual
   (Seide et al. 2014; Karimireddy et al. 2019), keyed by tensor name.
 """
@@ -73,24 +74,69 @@ class TopKPayload:
         return out.reshape(self.shape)
 
 
+def _level_dtype(s: int) -> torch.dtype:
+    """Smallest signed integer dtype holding ``[-s, s]``."""
+    return torch.int8 if s <= 127 else torch.int16 if s <= 32767 else torch.int32
+
+
+def _code_bits(s: int) -> int:
+    """Bits per entry when packing codes ``level + s`` in ``[0, 2s]``: 2, 4, or 8+."""
+    needed = math.ceil(math.log2(2 * s + 1))
+    return next((b for b in (2, 4) if b >= needed), 8 * _level_dtype(s).itemsize)
+
+
+def _pack(levels: torch.Tensor, s: int) -> torch.Tensor:
+    """Pack signed levels: ``8 / bits`` codes per byte when ``bits < 8``, else as is."""
+    bits = _code_bits(s)
+    if bits >= 8:
+        return levels.reshape(-1)
+    per_byte = 8 // bits
+    codes = (levels.reshape(-1).to(torch.int32) + s)
+    pad = (-codes.numel()) % per_byte
+    codes = torch.cat([codes, codes.new_zeros(pad)]).reshape(-1, per_byte)
+    shifts = torch.arange(per_byte, device=codes.device, dtype=torch.int32) * bits
+    return (codes << shifts).sum(dim=1).to(torch.uint8)
+
+
+def _unpack(packed: torch.Tensor, s: int, numel: int) -> torch.Tensor:
+    """Inverse of :func:`_pack`: signed levels, flat, in :func:`_level_dtype`."""
+    bits = _code_bits(s)
+    if bits >= 8:
+        return packed
+    per_byte = 8 // bits
+    shifts = torch.arange(per_byte, device=packed.device, dtype=torch.int32) * bits
+    codes = (packed.to(torch.int32).unsqueeze(1) >> shifts) & ((1 << bits) - 1)
+    return (codes.reshape(-1)[:numel] - s).to(_level_dtype(s))
+
+
 @dataclass(frozen=True)
 class QSGDPayload:
-    """Norm (float32) and signed integer levels (int8 when ``s <= 127``)."""
+    """Norm (float32) and signed levels in ``[-s, s]``, bit-packed.
+
+    Levels are sent as codes ``level + s``: 2 bits each for ``s = 1``, 4 bits for
+    ``s <= 7`` (several codes per byte), else one signed int8/int16/int32 each.
+    """
 
     norm: torch.Tensor  # () float32
-    levels: torch.Tensor  # signed levels in [-s, s], int8 / int16 / int32
+    packed: torch.Tensor  # uint8 codes (2 or 4 bits each) or signed levels (8+ bits)
     s: int
     dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def levels(self) -> torch.Tensor:
+        """The signed levels, in the shape of the tensor (int8 when ``s <= 127``)."""
+        return _unpack(self.packed, self.s, math.prod(self.shape)).reshape(self.shape)
 
     @property
     def nbytes(self) -> int:
         return (self.norm.numel() * self.norm.element_size()
-                + self.levels.numel() * self.levels.element_size())
+                + self.packed.numel() * self.packed.element_size())
 
     @property
     def nbits_packed(self) -> float:
-        """Bits with ideal packing: 32 for the norm + ``log2(2s+1)`` per entry."""
-        return 32 + self.levels.numel() * math.log2(2 * self.s + 1)
+        """Bits with ideal (entropy-free) packing: 32 for the norm + ``log2(2s+1)`` per entry."""
+        return 32 + math.prod(self.shape) * math.log2(2 * self.s + 1)
 
     def decompress(self) -> torch.Tensor:
         return (self.norm.to(self.dtype) * self.levels.to(self.dtype) / self.s)
@@ -169,9 +215,10 @@ class QSGD:
         check_float_tensor(x, name)
         x = x.detach()
         norm = torch.linalg.vector_norm(x.double()).float()
-        int_dtype = torch.int8 if self.s <= 127 else torch.int16 if self.s <= 32767 else torch.int32
+        int_dtype = _level_dtype(self.s)
         if float(norm) == 0.0:
-            return QSGDPayload(norm, torch.zeros_like(x, dtype=int_dtype), self.s, x.dtype)
+            levels = torch.zeros_like(x, dtype=int_dtype)
+            return QSGDPayload(norm, _pack(levels, self.s), self.s, x.dtype, tuple(x.shape))
         scaled = x.double().abs() / norm.double() * self.s
         lower = torch.floor(scaled)
         u = torch.rand(x.shape, generator=self.generator, dtype=torch.float64,
@@ -179,7 +226,8 @@ class QSGD:
         # the float32 norm can round below |x_i|, making scaled slightly exceed s: clamp
         level = (lower + (u.to(x.device) < (scaled - lower)).double()).clamp(max=self.s)
         levels = (torch.sign(x).double() * level).to(int_dtype)
-        return QSGDPayload(norm=norm, levels=levels, s=self.s, dtype=x.dtype)
+        return QSGDPayload(norm=norm, packed=_pack(levels, self.s), s=self.s, dtype=x.dtype,
+                           shape=tuple(x.shape))
 
 
 @dataclass

@@ -58,7 +58,7 @@ def test_qsgd_payload_and_bytes():
     p = QSGD(4, generator=torch.Generator().manual_seed(0)).compress(x)
     assert p.levels.dtype == torch.int8
     assert int(p.levels.abs().max()) <= 4
-    assert p.nbytes == 4 + 100  # float32 norm + one int8 per entry
+    assert p.nbytes == 4 + 50  # float32 norm + 4-bit codes, two per byte (s = 4)
     assert p.nbits_packed == pytest.approx(32 + 100 * math.log2(9))
     assert p.decompress().dtype == torch.float64
     assert QSGD(300).compress(x).levels.dtype == torch.int16
@@ -186,3 +186,15 @@ def test_error_feedback_around_low_rank_sends_residual_later():
     second = ef.compress(torch.zeros_like(x)).decompress()
     torch.testing.assert_close(second, compress_matrix(r1, "fixed:1").to_dense(),
                                atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize(("s", "bits"), [(1, 2), (3, 4), (7, 4), (8, 8), (127, 8), (300, 16)])
+def test_qsgd_packs_levels_and_counts_the_packed_bytes(s, bits):
+    x = torch.randn(101, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+    p = QSGD(s, generator=torch.Generator().manual_seed(1)).compress(x)
+    assert p.nbytes == 4 + math.ceil(101 * bits / 8)  # norm + packed codes
+    assert p.nbytes == p.norm.numel() * p.norm.element_size() + p.packed.numel() * \
+        p.packed.element_size()
+    # unpacking gives back levels in [-s, s] that reproduce the quantized values
+    assert int(p.levels.abs().max()) <= s and p.levels.shape == x.shape
+    torch.testing.assert_close(p.decompress(), p.norm.double() * p.levels.double() / s)
