@@ -92,8 +92,9 @@ def factorize(
         The trained model (left unchanged).
     policy : RankPolicy, str or None
         Rank policy for each ``Linear``/``Conv2d`` weight (matricized as
-        ``W.reshape(out, -1)``). For a model trained with FedDLR, use the same
-        policy as the server so the export is lossless.
+        ``W.reshape(out, -1)``). For a model trained with FedDLR, the server's
+        policy reproduces exactly the model it would broadcast next, ``C_s(w_R)``;
+        ``w_R`` itself, an average of low-rank uploads, is generally not low-rank.
     overrides : Mapping[str, RankPolicy | str | None], optional
         Per-layer policies by ``fnmatch`` pattern on the module name
         (e.g. ``"features.0"``); ``None`` keeps the layer dense.
