@@ -73,42 +73,6 @@ def _materialize(module: nn.Module, generator: torch.Generator | None) -> None:
     init_parameters(module, generator)
 
 
-class LogisticRegression(nn.Module):
-    """Multinomial logistic regression: one ``nn.Linear``, returns logits.
-
-    Without a bias (the default) the only parameter, ``linear.weight`` of shape
-    ``(num_classes, in_features)``, is exactly the matrix ``W`` of the convex theory.
-
-    Parameters
-    ----------
-    in_features : int
-        Number of input features (inputs are flattened).
-    num_classes : int
-        Number of classes, ``>= 2``.
-    bias : bool, default False
-        Add a bias vector.
-    generator : torch.Generator, optional
-        Source of the initial weights.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        bias: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        in_features = _check_int(in_features, "in_features", minimum=1)
-        num_classes = _check_int(num_classes, "num_classes", minimum=2)
-        self.linear = nn.Linear(in_features, num_classes, bias=bias, device="meta")
-        _materialize(self, generator)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, num_classes)``."""
-        return self.linear(x.flatten(1))
-
-
 class LinearRegression(nn.Module):
     """Linear (matrix) regression: one ``nn.Linear``.
 
@@ -143,6 +107,39 @@ class LinearRegression(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions ``(batch, out_dim)``."""
         return self.linear(x.flatten(1))
+
+
+class LogisticRegression(LinearRegression):
+    """Multinomial logistic regression: one ``nn.Linear``, returns logits.
+
+    Without a bias (the default) the only parameter, ``linear.weight`` of shape
+    ``(num_classes, in_features)``, is exactly the matrix ``W`` of the convex theory.
+
+    Parameters
+    ----------
+    in_features : int
+        Number of input features (inputs are flattened).
+    num_classes : int
+        Number of classes, ``>= 2``.
+    bias : bool, default False
+        Add a bias vector.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        bias: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(in_features, _check_int(num_classes, "num_classes", minimum=2),
+                         bias=bias, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, num_classes)``."""
+        return super().forward(x)
 
 
 class MLP(nn.Module):

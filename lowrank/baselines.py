@@ -20,6 +20,7 @@ from typing import Protocol
 import torch
 
 from ._validation import check_float_tensor
+from .accounting import tensor_nbytes
 
 __all__ = ["Payload", "Compressor", "DensePayload", "TopKPayload", "QSGDPayload",
            "Identity", "TopK", "QSGD", "ErrorFeedback"]
@@ -48,7 +49,7 @@ class DensePayload:
 
     @property
     def nbytes(self) -> int:
-        return self.tensor.numel() * self.tensor.element_size()
+        return tensor_nbytes(self.tensor)
 
     def decompress(self) -> torch.Tensor:
         return self.tensor

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ._validation import check_float_tensor
+from .baselines import DensePayload
 from .factors import LowRankFactors, Method, compress_matrix
 from .policies import RankPolicy, parse_policy
 
@@ -28,18 +29,7 @@ __all__ = ["MatrixEntry", "RawEntry", "CompressedState", "compress_state", "reso
 PolicyOverrides = Mapping[str, RankPolicy | str | None]
 
 
-@dataclass(frozen=True)
-class RawEntry:
-    """A tensor sent as it is."""
-
-    tensor: torch.Tensor  # (B, *shape) when batched
-
-    @property
-    def nbytes(self) -> int:
-        return self.tensor.numel() * self.tensor.element_size()
-
-    def decompress(self) -> torch.Tensor:
-        return self.tensor
+RawEntry = DensePayload  # a tensor sent as it is, (B, *shape) when batched
 
 
 @dataclass(frozen=True)
