@@ -1,0 +1,139 @@
+"""``python -m boundcheck check ...`` and ``python -m boundcheck grid ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+from .check import check
+from .problems import ridge_problem, synthetic_problem
+
+__all__ = ["main"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=]+", "_", text).strip("_")[:120]
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m boundcheck",
+                                 description="Check the FedDLR bound against simulator runs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="one configuration: JSON report and PNG plot")
+    c.add_argument("--problem", choices=("ridge", "synthetic"), default="ridge")
+    c.add_argument("--max-samples-per-client", type=int, default=200,
+                   help="synthetic: cap on client sizes (<= 50 makes clients equal)")
+    c.add_argument("--lam", type=float, default=None,
+                   help="L2 weight (default 0.1 ridge, 0.01 synthetic)")
+    c.add_argument("--algorithm", default="feddlr",
+                   choices=("fedavg", "feddlr", "feddlr_up", "feddlr_down"))
+    c.add_argument("--policy", default="energy:0.9", help="rank policy of both sides")
+    c.add_argument("--policy-down", default=None)
+    c.add_argument("--policy-up", default=None)
+    c.add_argument("--local-steps", "-E", type=int, default=5)
+    c.add_argument("--rounds", type=int, default=30)
+    c.add_argument("--batch-size", type=int, default=5)
+    c.add_argument("--lr", type=float, default=None, help="constant step (default 1/(4L))")
+    c.add_argument("--lr-schedule", choices=("constant", "li"), default="constant")
+    c.add_argument("--participation", choices=("full", "scheme1", "scheme2"), default="full")
+    c.add_argument("--clients-per-round", type=int, default=None)
+    c.add_argument("--seeds", type=int, default=5)
+    c.add_argument("--constants", choices=("round", "global", "ball"), default="round")
+    c.add_argument("--out", default="boundcheck_out", help="output folder")
+    g = sub.add_parser("grid", help="the full validation grid: markdown table, JSON, plots")
+    g.add_argument("--out", default="docs/figures/bounds")
+    g.add_argument("--seeds", type=int, default=5)
+    g.add_argument("--quick", action="store_true", help="tiny problems and rounds (smoke test)")
+    g.add_argument("--no-floors", action="store_true")
+    return ap
+
+
+def _cmd_check(a) -> int:
+    from .plots import plot_report
+
+    if a.problem == "ridge":
+        prob = ridge_problem(lam=0.1 if a.lam is None else a.lam)
+    else:
+        prob = synthetic_problem(max_samples_per_client=a.max_samples_per_client,
+                                 lam=0.01 if a.lam is None else a.lam)
+    c = prob.convex
+    kw = dict(algorithm=a.algorithm, policy_down=a.policy_down or a.policy,
+              policy_up=a.policy_up or a.policy, local_steps=a.local_steps, rounds=a.rounds,
+              batch_size=a.batch_size, participation=a.participation,
+              clients_per_round=a.clients_per_round or (
+                  None if a.participation == "full" else max(1, prob.num_clients // 2)))
+    if a.lr_schedule == "li":
+        kw.update(lr_schedule="li", lr_mu=c.mu, lr_gamma=max(8 * c.L / c.mu, a.local_steps))
+    elif a.lr is not None:
+        kw.update(lr=a.lr)
+    rep = check(prob.config(**kw), prob, a.seeds, constants=a.constants)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _slug(rep.label)
+    rep.save_json(out / f"{stem}.json")
+    fig, _, _ = plot_report(rep)
+    fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
+    s = rep.summary()
+    print(f"{rep.label}\n  tightness {s['tightness']:.3g}, max ratio {s['max_ratio']:.3g}, "
+          f"min ratio (r>=1) {s['min_ratio_after_0']:.3g}, holds: {s['holds']}\n"
+          f"  wrote {out / (stem + '.json')} and .png")
+    return 0 if rep.holds else 1
+
+
+def _cmd_grid(a) -> int:
+    import matplotlib.pyplot as plt
+    import torch
+
+    from .grid import markdown_table, run_grid
+    from .plots import plot_report
+
+    torch.set_num_threads(1)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = out / "grid_progress.jsonl"
+    if progress.exists():
+        progress.unlink()
+    res = run_grid(seeds=a.seeds, quick=a.quick, with_floors=not a.no_floors, save_each=out)
+    table = markdown_table(res.reports)
+    cmd = "python -m boundcheck grid " + " ".join(sys.argv[2:])
+    machine = f"{platform.machine()}, {platform.processor() or platform.system()}, python " \
+              f"{platform.python_version()}, torch {torch.__version__}"
+    parts = [f"Command: `{cmd}`  ", f"Machine: {machine}; {res.seconds / 60:.1f} min.", "",
+             table, ""]
+    if res.floors is not None:
+        parts += ["FixedRank error floors (ridge, E=5, constant step 1/(4L)):", "",
+                  res.floors.markdown(), ""]
+    all_hold = all(r.holds for r in res.reports)
+    parts.append(f"All {len(res.reports)} checks hold: {all_hold}.")
+    (out / "table.md").write_text("\n".join(parts) + "\n")
+    payload = {"reports": [r.summary() | {"config": r.config, "constants": {
+        k: v for k, v in r.constants.items() if k not in ("B_rounds", "G2_rounds", "C_rounds")}}
+        for r in res.reports],
+        "floors": None if res.floors is None else res.floors.to_dict(),
+        "seconds": res.seconds, "machine": machine}
+    from .report import _jsonable
+    (out / "grid.json").write_text(json.dumps(_jsonable(payload), indent=1))
+    # a few plots: FedAvg and FedDLR at E=5 with full participation, per problem
+    for rep in res.reports:
+        cfg = rep.config
+        if cfg["local_steps"] == 5 and cfg["participation"] == "full" and \
+                cfg["lr_schedule"] == "constant" and (
+                    cfg["algorithm"] == "fedavg" or cfg["policy_up"] == "fixed:2"):
+            fig, _, _ = plot_report(rep)
+            fig.savefig(out / f"{_slug(rep.label)}.png", dpi=80, bbox_inches="tight")
+            plt.close(fig)
+    print(f"wrote {out / 'table.md'}, {out / 'grid.json'} and plots; all hold: {all_hold}")
+    return 0 if all_hold else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    t = time.perf_counter()
+    code = _cmd_check(a) if a.command == "check" else _cmd_grid(a)
+    print(f"({time.perf_counter() - t:.1f}s)")
+    return code

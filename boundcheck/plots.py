@@ -1,0 +1,38 @@
+"""Plots of a check: measured mean with the min-max band over seeds, and the bound."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .report import BoundReport
+
+__all__ = ["plot_report"]
+
+
+def plot_report(report: BoundReport, ax: Axes | None = None,
+                title: str | None = None) -> tuple[Figure, Axes, dict]:
+    """Bound and measured ``E||w_r - w*||^2`` against rounds, log scale.
+
+    Returns ``(fig, ax, data)`` with ``data`` the plotted arrays.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    r = report.rounds
+    ax.fill_between(r, report.measured_min, report.measured_max, color="C0", alpha=0.25,
+                    linewidth=0, label=f"measured, min-max over {len(report.seeds)} seeds")
+    ax.plot(r, report.measured_dist_sq, color="C0", label="measured mean")
+    ax.plot(r, report.bound_dist_sq, color="C3", linestyle="--",
+            label="bound (a-posteriori recursion)")
+    ax.set_yscale("log")
+    ax.set_xlabel("round r")
+    ax.set_ylabel(r"$E\,\|w_r - w^\star\|^2$")
+    ax.set_title(title if title is not None else report.label, fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    data = {"rounds": r, "measured": report.measured_dist_sq, "min": report.measured_min,
+            "max": report.measured_max, "bound": report.bound_dist_sq}
+    return fig, ax, data

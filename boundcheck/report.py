@@ -1,0 +1,130 @@
+"""The result of a check: bound vs measured, round by round, with every constant used."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BoundReport"]
+
+_ARRAYS = ("rounds", "bound_dist_sq", "measured_dist_sq", "measured_min", "measured_max",
+           "ratio", "e_s", "e_c", "etas_first", "bound_excess", "measured_excess")
+
+
+@dataclass(frozen=True, eq=False)
+class BoundReport:
+    """Bound on ``E||w_r - w*||^2`` against its estimate over seeds, rounds ``r = 0..R``.
+
+    ``ratio = bound / measured`` (squared distances). ``holds`` is True iff the bound
+    is at least the measured mean at every round. Arrays are float64 numpy arrays.
+    """
+
+    label: str  # e.g. "ridge feddlr fixed:2/fixed:2 E=5 full"
+    config: dict[str, Any]  # SimConfig.to_dict() of seed 0 (the seed field varies)
+    seeds: list[int]  # the runs' seeds (the data seed is fixed: one problem, one w*)
+    problem: dict[str, Any]  # Problem.summary(): L, mu, Gamma, kappa, ||w*||, ...
+    constants: dict[str, Any]  # how sigma^2, G^2 were obtained, B and its terms, C, d0, ...
+    rounds: np.ndarray  # (R+1,) 0..R
+    bound_dist_sq: np.ndarray  # (R+1,) the bound d_r^2 (w* solver error included)
+    measured_dist_sq: np.ndarray  # (R+1,) mean over seeds of ||w_r - w*||^2
+    measured_min: np.ndarray  # (R+1,) min over seeds
+    measured_max: np.ndarray  # (R+1,) max over seeds
+    ratio: np.ndarray  # (R+1,) bound / measured
+    e_s: np.ndarray  # (R,) RMS over seeds of the recorded err_server
+    e_c: np.ndarray  # (R,) RMS over seeds of the recorded err_client
+    etas_first: np.ndarray  # (R,) step size of each round's first local step
+    bound_excess: np.ndarray  # (R+1,) L/2 d_r^2: bound on E F(w_r) - F*
+    measured_excess: np.ndarray  # (R+1,) mean over seeds of F(w_r) - F(w*_hat)
+    checks: dict[str, Any] = field(default_factory=dict)  # cross-checks (common start, ...)
+
+    # ------------------------------------------------------------------ summary
+    @property
+    def holds(self) -> bool:
+        """Bound >= measured at every round (distance and excess)."""
+        return bool(np.all(self.bound_dist_sq >= self.measured_dist_sq)
+                    and np.all(self.bound_excess >= self.measured_excess))
+
+    @property
+    def min_ratio(self) -> float:
+        return float(np.min(self.ratio))
+
+    @property
+    def max_ratio(self) -> float:
+        return float(np.max(self.ratio))
+
+    @property
+    def tightness(self) -> float:
+        """Bound / measured at the last round."""
+        return float(self.ratio[-1])
+
+    @property
+    def num_rounds(self) -> int:
+        return int(self.rounds[-1])
+
+    def violations(self) -> list[int]:
+        """Rounds where the bound is below the measured value."""
+        bad = (self.bound_dist_sq < self.measured_dist_sq) | (
+            self.bound_excess < self.measured_excess)
+        return [int(r) for r in self.rounds[bad]]
+
+    def summary(self) -> dict[str, Any]:
+        """One row of a table."""
+        return {"label": self.label, "rounds": self.num_rounds, "seeds": len(self.seeds),
+                "tightness": self.tightness, "max_ratio": self.max_ratio,
+                "min_ratio": self.min_ratio, "holds": self.holds,
+                "B": self.constants.get("B"), "G2": self.constants.get("G2"),
+                "dominant": self.constants.get("dominant_B_term"),
+                "tightness_global": self.constants.get("tightness_global_constants"),
+                "min_ratio_after_0": float(np.min(self.ratio[1:])) if self.ratio.size > 1
+                else self.min_ratio}
+
+    # ---------------------------------------------------------------- JSON I/O
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+        out["summary"] = self.summary()
+        return _jsonable(out)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BoundReport:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in data.items() if k in names}
+        for k in _ARRAYS:
+            kw[k] = np.asarray(kw[k], dtype=np.float64)
+        return cls(**kw)
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> BoundReport:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _jsonable(v):
+    """Plain JSON types; non-finite floats as strings (JSON has no inf/nan)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.bool_ | bool):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        v = float(v)
+        return v if math.isfinite(v) else str(v)
+    return v

@@ -1,0 +1,70 @@
+"""JSON round trip, plots, CLI, floor ordering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import boundcheck as bc
+from boundcheck.cli import main
+from boundcheck.floors import ordering_agrees
+from boundcheck.plots import plot_report
+
+
+@pytest.fixture(scope="module")
+def small():
+    prob = bc.ridge_problem(num_clients=3, samples_per_client=20, dim=6, out_dim=3)
+    rep = bc.check(prob.config(algorithm="feddlr", policy_down="fixed:1", policy_up="fixed:1",
+                               local_steps=2, rounds=4), prob, seeds=2)
+    return prob, rep
+
+
+def test_report_json_round_trip(small, tmp_path):
+    _, rep = small
+    back = bc.BoundReport.load_json(rep.save_json(tmp_path / "r.json"))
+    for name in ("bound_dist_sq", "measured_dist_sq", "ratio", "e_s", "e_c", "measured_min"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(rep, name))
+    assert back.label == rep.label and back.seeds == rep.seeds
+    assert back.constants == json.loads(json.dumps(rep.to_dict()))["constants"]
+    assert back.holds == rep.holds and back.summary() == rep.summary()
+
+
+def test_plot_returns_fig_ax_data(small):
+    _, rep = small
+    fig, ax, data = plot_report(rep)
+    assert ax.get_yscale() == "log" and ax.get_xlabel() and ax.get_ylabel()
+    np.testing.assert_array_equal(data["bound"], rep.bound_dist_sq)
+    assert len(ax.collections) == 1  # the min-max band
+
+
+def test_cli_check_writes_png_and_json(tmp_path):
+    code = main(["check", "--problem", "ridge", "--rounds", "3", "--local-steps", "2",
+                 "--seeds", "2", "--policy", "fixed:2", "--out", str(tmp_path)])
+    assert code == 0
+    pngs, jsons = list(tmp_path.glob("*.png")), list(tmp_path.glob("*.json"))
+    assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
+    rep = bc.BoundReport.load_json(jsons[0])
+    assert rep.holds and rep.num_rounds == 3
+
+
+def test_cli_check_refuses_large_lr(tmp_path):
+    with pytest.raises(ValueError, match="Lemma 1"):
+        main(["check", "--rounds", "2", "--lr", "10", "--seeds", "2", "--out", str(tmp_path)])
+
+
+def test_floor_ordering_tiny(small):
+    prob, _ = small
+    base = prob.config(local_steps=3, rounds=25)
+    fc = bc.floor_ordering(prob, base, ranks=(1, 3), seeds=2)
+    # rank 3 of a 3 x 6 weight is sent dense: no compression error, the lower floor
+    assert fc.e_c[1] == 0 and fc.e_c[0] > 0
+    assert fc.measured_dist_sq[0] > fc.measured_dist_sq[1]
+    assert fc.agrees and fc.predicted_order == [1, 3]
+    assert all(p >= m for p, m in zip(fc.predicted_dist_sq, fc.measured_dist_sq, strict=True))
+
+
+def test_ordering_agrees():
+    assert ordering_agrees([3, 2, 1], [30, 20, 10])
+    assert not ordering_agrees([3, 2, 1], [30, 10, 20])
