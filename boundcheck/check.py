@@ -102,7 +102,7 @@ def label_of(config: SimConfig, problem: Problem) -> str:
     part = "full" if config.participation == "full" else (
         f"{config.participation} K={config.clients_per_round}")
     lr = "li" if config.lr_schedule == "li" else f"lr={config.lr:.3g}"
-    return f"{problem.name} | {alg} | E={config.local_steps} | {part} | {lr}"
+    return f"{problem.name}; {alg}; E={config.local_steps}; {part}; {lr}"
 
 
 def _seeds(seeds: int | Sequence[int], base: int) -> list[int]:

@@ -127,6 +127,7 @@ def _cmd_grid(a) -> int:
             fig, _, _ = plot_report(rep)
             fig.savefig(out / f"{_slug(rep.label)}.png", dpi=80, bbox_inches="tight")
             plt.close(fig)
+    progress.unlink(missing_ok=True)
     print(f"wrote {out / 'table.md'}, {out / 'grid.json'} and plots; all hold: {all_hold}")
     return 0 if all_hold else 1
 
