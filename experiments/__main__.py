@@ -1,0 +1,104 @@
+"""``python -m experiments [--quick] [--out docs/results] [--report docs/results.md]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .communication import run_communication
+from .computation import run_computation
+from .engines import run_engines
+from .parameters import run_parameters
+from .report import targets, write_figures, write_report
+from .runner import Runner
+from .settings import FULL, QUICK
+
+DISCUSSION = Path(__file__).with_name("discussion.md")
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} CPU cores ({cpu}, {platform.machine()}), {gpu}, "
+            f"torch threads {torch.get_num_threads()}"
+            + (f", load average at start {load[0]:.2f}" if load else ""))
+
+
+def _jsonable(o):
+    if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
+        return None
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    return o
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny grid for CI (structure only)")
+    ap.add_argument("--out", type=Path, default=Path("docs/results"),
+                    help="folder for the figures and results.json")
+    ap.add_argument("--report", type=Path, default=None,
+                    help="markdown report (default: <out>/results.md)")
+    ap.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = QUICK if args.quick else FULL
+    report = args.report or args.out / "results.md"
+    command = "python -m experiments " + shlex.join(argv if argv is not None else sys.argv[1:])
+    machine = _machine()
+    t0 = time.perf_counter()
+    runner = Runner(verbose=not args.quiet)
+    results = {
+        "communication": run_communication(grid, runner),
+        "parameters": run_parameters(grid, runner),
+        "computation": run_computation(grid, runner),
+        "engines": run_engines(grid.bench_rounds, runner,
+                               flower=grid.flower and not args.no_flower),
+    }
+    import matplotlib
+    import numpy
+
+    results["meta"] = {
+        "command": command.strip(), "grid": grid.name, "seconds": time.perf_counter() - t0,
+        "runs": runner.runs, "machine": machine,
+        "software": f"python {platform.python_version()}, torch {torch.__version__}, "
+                    f"numpy {numpy.__version__}, matplotlib {matplotlib.__version__}",
+    }
+    results["targets"] = targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(results, args.out)
+    rel = os.path.relpath(args.out, report.parent)
+    discussion = DISCUSSION.read_text() if DISCUSSION.exists() and not args.quick else \
+        "## Discussion\n\n(quick mode: structure check only; numbers are not meaningful.)"
+    write_report(results, report, rel, discussion)
+    (args.out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    print(f"\nwrote {report}, {args.out / 'results.json'} and {len(figures)} figures "
+          f"in {results['meta']['seconds'] / 60:.1f} min")
+    print(json.dumps(_jsonable(results["targets"]), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

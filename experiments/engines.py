@@ -1,0 +1,53 @@
+"""Experiment 4: simulator performance, fl_sim against Flower's simulation engine.
+
+The workload of benchmarks/bench_simulator.py: digits (IID), MLP 64-200-200-10, 100
+clients, full participation, E = 10 local SGD steps of B = 10 samples. The median
+wall time per round drops round 1 (warm-up) on both engines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import traceback
+
+from fl_sim import SimConfig
+
+from .runner import Runner
+
+__all__ = ["BENCH_CONFIG", "run_engines"]
+
+BENCH_CONFIG = SimConfig(algorithm="fedavg", dataset="digits", model="mlp", num_clients=100,
+                         partition="iid", participation="full", local_steps=10, batch_size=10,
+                         lr=0.2, policy_down="ratio:0.25", policy_up="ratio:0.25",
+                         policy_overrides={"*out*": None}, seed=0)
+
+
+def run_engines(rounds: int, runner: Runner, flower: bool = True) -> dict:
+    print(f"[engines] fl_sim vs Flower, {rounds} rounds", flush=True)
+    out: dict = {"rounds": rounds, "fl_sim": {}}
+    for algo in ("fedavg", "feddlr"):
+        h = runner(BENCH_CONFIG.replace(algorithm=algo, rounds=rounds))
+        secs = [r.seconds for r in h.records[1:]]
+        out["fl_sim"][algo] = {"median_s": statistics.median(secs), "seconds": secs,
+                               "final_acc": h.column("test_accuracy")[-1]}
+    if not flower:
+        out["flower"] = {"status": "skipped (--quick or --no-flower)"}
+        return out
+    if importlib.util.find_spec("flwr") is None:
+        out["flower"] = {"status": "not installed: pip install -e '.[flower]' "
+                                   "(flwr[simulation]) to run it"}
+        return out
+    try:
+        from .flower_engine import run_flower_fedavg
+
+        res = run_flower_fedavg(BENCH_CONFIG, rounds)
+        secs = res["seconds_per_round"][1:]
+        res["median_s"] = statistics.median(secs)
+        res["ratio_to_fl_sim"] = res["median_s"] / out["fl_sim"]["fedavg"]["median_s"]
+        res["status"] = "ran"
+        out["flower"] = res
+    except Exception as exc:  # report why Flower could not run, do not fail the report
+        out["flower"] = {"status": f"failed: {type(exc).__name__}: {exc}",
+                         "traceback": traceback.format_exc(limit=5)}
+    return out

@@ -1,0 +1,279 @@
+"""Experiment 2: key parameters, measured next to what the theory predicts.
+
+Two parts:
+
+* **MLP sweeps** (rank policy, local steps E, clients N and sampled K, non-IID level):
+  final accuracy and bytes, measured. The convergence analysis (docs/theory.md) is
+  for strongly convex objectives, so for the MLP it only predicts *directions*
+  (the floor grows with the policies' a-priori error q, shrinks as mu eta E grows,
+  grows with the sampling term C and with heterogeneity); we print the direction and
+  whether the measurement follows it. Bytes per round are predicted exactly
+  (``theory.costs.round_bytes``) for fixed and ratio policies.
+* **Convex twin** (multinomial logistic regression + lam/2 ||W||^2 on the same digits
+  data, 20 clients, full participation, constant step 1/(4L)): here every constant
+  exists (``theory.constants.logistic_problem``), so the bound gives numbers: error
+  floor, rounds to a target, the cheapest rank under a byte budget. They are set
+  beside the measured ``||w_r - w*||^2``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.stats
+import torch
+
+from lowrank import parse_policy
+from theory.approximation import policy_relative_error_bound
+from theory.bounds import (
+    B_constant,
+    RoundMap,
+    best_policy_under_budget,
+    constant_step_round,
+    fixed_point,
+    fixed_point_relative,
+    rounds_to_target,
+)
+from theory.constants import logistic_problem
+from theory.costs import round_bytes
+
+from .runner import Runner, mean_std, seed_stats
+from .settings import MLP_BASE, Grid
+
+__all__ = ["run_parameters", "policy_q2", "predicted_round_bytes", "run_convex_twin"]
+
+MLP_LAYERS = {"net.fc1.weight": (200, 64), "net.fc2.weight": (200, 200)}  # compressed ones
+MLP_SHAPES = [(200, 64), (200,), (200, 200), (200,), (10, 200), (10,)]
+
+
+def policy_q2(policy: str, layers=MLP_LAYERS) -> float:
+    """A-priori bound on the relative squared model error: max over compressed layers."""
+    p = parse_policy(policy)
+    return max(policy_relative_error_bound(p, m, n) for m, n in layers.values())
+
+
+def _apriori_rank(policy: str, m: int, n: int) -> int | None:
+    kind, _, value = policy.partition(":")
+    k = min(m, n)
+    if kind == "fixed":
+        return min(int(value), k)
+    if kind == "ratio":
+        return min(k, max(1, math.ceil(float(value) * k)))
+    return None  # energy: adaptive, not known a priori
+
+
+def predicted_round_bytes(policy: str | None, clients: int) -> float | None:
+    """Bytes of one MLP round under ``policy`` on both links (None = FedAvg)."""
+    ranks = []
+    for shape in MLP_SHAPES:
+        if policy is None or len(shape) < 2 or shape[0] == 10:
+            ranks.append(None)
+            continue
+        r = _apriori_rank(policy, *shape)
+        if r is None:
+            return None
+        ranks.append(r)
+    return float(round_bytes(MLP_SHAPES, ranks, ranks, clients).total)
+
+
+def _spearman(x, y) -> float:
+    if len(x) < 3:
+        return math.nan
+    return float(scipy.stats.spearmanr(x, y).statistic)
+
+
+def _row(label: str, hs, **extra) -> dict:
+    st = seed_stats(hs)
+    return {"label": label, "acc_mean": st.acc_mean, "acc_std": st.acc_std,
+            "total_mb": st.total_bytes / 1e6,
+            "mb_per_round": st.total_bytes / 1e6 / len(hs[0].records), **extra}
+
+
+def _policy_sweep(grid: Grid, runner: Runner, base) -> dict:
+    fedavg = runner.seeds(base.replace(algorithm="fedavg"), grid.param_seeds)
+    k = base.clients_per_round or base.num_clients
+    rows = [_row("fedavg", fedavg, policy="-", q2=0.0,
+                 predicted_mb_per_round=predicted_round_bytes(None, k) / 1e6)]
+    for pol in grid.policies:
+        hs = runner.seeds(base.replace(algorithm="feddlr", policy_down=pol, policy_up=pol),
+                          grid.param_seeds)
+        pred = predicted_round_bytes(pol, k)
+        rel = [h.records[-1].err_server / max(1e-12, math.sqrt(sum(
+            float(v.double().square().sum()) for v in h.final_params.values()))) for h in hs]
+        rows.append(_row(f"feddlr {pol}", hs, policy=pol, q2=policy_q2(pol),
+                         predicted_mb_per_round=None if pred is None else pred / 1e6,
+                         measured_rel_err2=float(np.mean(rel)) ** 2,
+                         ranks_down=hs[0].records[-1].ranks_down))
+    dlr = rows[1:]
+    rho = _spearman([r["q2"] for r in dlr], [-r["acc_mean"] for r in dlr])
+    # best policy under a byte budget: a quarter of FedAvg's bytes
+    budget = 0.25 * rows[0]["total_mb"]
+    fits = [r for r in dlr if r["total_mb"] <= budget]
+    measured_best = max(fits, key=lambda r: r["acc_mean"])["label"] if fits else None
+    # theory: the floor is increasing in q, so the predicted best is the smallest q that fits
+    # (bytes from round_bytes where a priori, measured for the adaptive energy policies)
+    fits_pred = [r for r in dlr if (r["predicted_mb_per_round"] or r["mb_per_round"])
+                 * base.rounds <= budget]
+    predicted_best = min(fits_pred, key=lambda r: (r["q2"], r["total_mb"]))["label"] \
+        if fits_pred else None
+    return {"rows": rows, "spearman_q2_vs_acc_drop": rho, "budget_mb": budget,
+            "measured_best": measured_best, "predicted_best": predicted_best}
+
+
+def _paired_sweep(name, values, make_cfg, grid: Grid, runner: Runner, extra_fn) -> dict:
+    rows = []
+    for v in values:
+        cfg = make_cfg(v)
+        fa = runner.seeds(cfg.replace(algorithm="fedavg"), grid.param_seeds)
+        dl = runner.seeds(cfg.replace(algorithm="feddlr"), grid.param_seeds)
+        ra, rd = _row("fedavg", fa), _row("feddlr", dl)
+        rows.append({name: v, "fedavg_acc": ra["acc_mean"], "fedavg_std": ra["acc_std"],
+                     "feddlr_acc": rd["acc_mean"], "feddlr_std": rd["acc_std"],
+                     "gap": ra["acc_mean"] - rd["acc_mean"], "fedavg_mb": ra["total_mb"],
+                     "feddlr_mb": rd["total_mb"], "ratio": ra["total_mb"] / rd["total_mb"],
+                     **extra_fn(v, cfg)})
+    return {"rows": rows}
+
+
+def run_parameters(grid: Grid, runner: Runner) -> dict:
+    base = MLP_BASE.replace(rounds=grid.param_rounds)
+    print(f"[parameters] MLP sweeps, {len(grid.param_seeds)} seeds x {base.rounds} rounds",
+          flush=True)
+    out = {"base": {k: v for k, v in base.to_dict().items() if k != "algorithm"},
+           "seeds": list(grid.param_seeds)}
+    out["policy"] = _policy_sweep(grid, runner, base)
+
+    e = _paired_sweep("E", grid.local_steps, lambda v: base.replace(local_steps=v), grid,
+                      runner, lambda v, c: {})
+    gaps = [r["gap"] for r in e["rows"]]
+    e["gap_decreases"] = bool(all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:], strict=False)))
+    e["spearman_E_vs_gap"] = _spearman(grid.local_steps, gaps)
+    out["E"] = e
+
+    def nk_cfg(v):
+        n, k = v
+        part = "full" if k >= n else "scheme2"
+        return base.replace(num_clients=n, clients_per_round=None if part == "full" else k,
+                            participation=part)
+
+    def c_factor(v, cfg):
+        n, k = v
+        return {"C_over_4E2G2": 0.0 if k >= n else (n - k) / (n - 1) / k}
+
+    nk = _paired_sweep("N,K", grid.clients, nk_cfg, grid, runner, c_factor)
+    out["NK"] = nk
+    nk["spearman_C_vs_acc"] = _spearman([r["C_over_4E2G2"] for r in nk["rows"]],
+                                        [r["fedavg_acc"] for r in nk["rows"]])
+
+    def alpha_cfg(a):
+        if a is None:
+            return base.replace(partition="iid", dataset_kwargs={})
+        return base.replace(dirichlet_alpha=a)
+
+    al = _paired_sweep("alpha", grid.alphas, alpha_cfg, grid, runner, lambda v, c: {})
+    hetero = [1e9 if r["alpha"] is None else r["alpha"] for r in al["rows"]]
+    al["spearman_alpha_vs_fedavg_acc"] = _spearman(hetero, [r["fedavg_acc"] for r in al["rows"]])
+    al["spearman_alpha_vs_feddlr_acc"] = _spearman(hetero, [r["feddlr_acc"] for r in al["rows"]])
+    out["alpha"] = al
+    out["convex"] = run_convex_twin(grid, runner)
+    return out
+
+
+# ----------------------------------------------------------------------- convex twin
+def run_convex_twin(grid: Grid, runner: Runner, lam: float = 0.05) -> dict:
+    """Logistic regression on digits: the bound's floors and choices next to the runs."""
+    seeds = grid.param_seeds
+    base = MLP_BASE.replace(model="logreg", num_clients=20, participation="full",
+                            clients_per_round=None, rounds=grid.convex_rounds,
+                            weight_decay=lam, policy_overrides={}, dtype="float64",
+                            dataset_kwargs={})
+    print(f"[parameters] convex twin: logreg + {lam}/2 ||W||^2, 20 clients, "
+          f"{len(seeds)} seeds x {base.rounds} rounds", flush=True)
+    problems, w_stars = {}, {}
+    for s in seeds:
+        data = runner.data(base.replace(seed=s))
+        x = data.train_x.double().numpy()
+        y = data.train_y.numpy()
+        offs, sizes = data.client_offsets.tolist(), data.client_sizes.tolist()
+        clients = [(x[o:o + n], y[o:o + n]) for o, n in zip(offs, sizes, strict=True)]
+        problems[s] = logistic_problem(clients, 10, lam, tol=1e-9)
+        w_stars[s] = {"linear.weight": torch.from_numpy(problems[s].w_star.T.copy())}
+    L = max(p.L for p in problems.values())
+    eta = 1.0 / (4.0 * L)
+    E, B_ = base.local_steps, base.batch_size
+    base = base.replace(lr=eta)
+    ranks = [None, *grid.convex_ranks]  # None = FedAvg
+    runs = {}
+    for r in ranks:
+        cfg = base.replace(algorithm="fedavg") if r is None else base.replace(
+            algorithm="feddlr", policy_down=f"fixed:{r}", policy_up=f"fixed:{r}")
+        runs[r] = [runner(cfg.replace(seed=s), w_star=w_stars[s]) for s in seeds]
+    # constants: sigma_k^2 and G^2 at w*, w_0 and every run's final model (max over them)
+    sig2, G2, Gamma, wnorm, d0 = None, 0.0, 0.0, 0.0, 0.0
+    for s in seeds:
+        prob = problems[s]
+        pts = [prob.w_star] + [h.final_params["linear.weight"].double().numpy().T
+                               for r in ranks for h in runs[r] if h.config["seed"] == s]
+        sk = np.array([[prob.sigma2_k_at(k, w, B_) for k in range(prob.num_clients)]
+                       for w in pts]).max(axis=0)
+        sig2 = sk if sig2 is None else np.maximum(sig2, sk)
+        G2 = max(G2, max(prob.G2_at(w, B_) for w in pts))
+        Gamma, wnorm = max(Gamma, prob.Gamma), max(wnorm, float(np.linalg.norm(prob.w_star)))
+        d0 = max(d0, math.sqrt(runs[None][seeds.index(s)].initial["dist_sq"]))
+    p = problems[seeds[0]].p
+    mu = lam
+    B = B_constant(p, sig2, L, Gamma, E, G2)
+    rho, beta = constant_step_round(mu, eta, E, B)
+    tail = max(1, base.rounds // 2)
+    rows, maps = [], {}
+    for r in ranks:
+        hs = runs[r]
+        es = math.sqrt(np.mean([x ** 2 for h in hs for x in h.column("err_server")[-tail:]]))
+        ec = math.sqrt(np.mean([x ** 2 for h in hs for x in h.column("err_client")[-tail:]]))
+        maps[r] = RoundMap(rho, beta, e_s=es, e_c=ec)
+        post = fixed_point(rho, beta, es, ec) ** 2
+        q2 = 0.0 if r is None else policy_relative_error_bound(parse_policy(f"fixed:{r}"), 10, 64)
+        try:
+            prior = fixed_point_relative(rho, beta, math.sqrt(q2), math.sqrt(q2), wnorm,
+                                         drift_sq=E * E * eta * eta * G2).dist_sq
+        except ValueError:
+            prior = math.inf
+        dist = np.mean([h.column("dist_sq") for h in hs], axis=0)
+        pred_bytes = round_bytes([(10, 64)], [r], [r], base.num_clients, itemsize=8).total
+        rows.append({"rank": "dense (fedavg)" if r is None else r, "q2": q2, "e_s": es,
+                     "e_c": ec, "floor_apriori": prior, "floor_aposteriori": post,
+                     "floor_measured": float(np.mean(dist[-tail:])),
+                     "acc_mean": mean_std([h.column("test_accuracy")[-1] for h in hs])[0],
+                     "bytes_per_round_pred": pred_bytes,
+                     "bytes_per_round_measured": float(np.mean(
+                         [h.cumulative_bytes[-1] / len(h.records) for h in hs])),
+                     "dist_curve": [float(v) for v in dist]})
+    # targets: 1.1 x the largest floor, of the bound (predicted) and of the runs (measured)
+    t_pred = 1.1 * math.sqrt(max(r["floor_aposteriori"] for r in rows))
+    t_meas = 1.1 * max(r["floor_measured"] for r in rows)
+    for row, r in zip(rows, ranks, strict=True):
+        row["rounds_pred"] = rounds_to_target(maps[r], d0, t_pred)
+        below = [i + 1 for i, v in enumerate(row["dist_curve"]) if v <= t_meas]
+        row["rounds_measured"] = below[0] if below else None
+    fedavg_row = rows[0]
+    budget_pred = (fedavg_row["rounds_pred"] or 0) * fedavg_row["bytes_per_round_pred"]
+    best, _ = best_policy_under_budget(
+        ranks, lambda r: maps[r], lambda r: round_bytes([(10, 64)], [r], [r], base.num_clients,
+                                                        itemsize=8).total,
+        d0, t_pred, budget_pred)
+    meas_cost = {r: (row["rounds_measured"] * row["bytes_per_round_measured"]
+                     if row["rounds_measured"] else math.inf) for r, row in zip(ranks, rows,
+                                                                                strict=True)}
+    budget_meas = meas_cost[None]
+    fits = [r for r in ranks if meas_cost[r] <= budget_meas]
+    best_meas = min(fits, key=lambda r: meas_cost[r]) if fits else None
+    name = {None: "dense (fedavg)"}
+    return {"lam": lam, "L": L, "mu": mu, "eta": eta, "E": E, "B": B, "G2": G2,
+            "Gamma": Gamma, "sigma2_max": float(np.max(sig2)), "rho": rho, "beta": beta,
+            "w_star_norm": wnorm, "d0": d0, "target_pred_dist": t_pred,
+            "target_meas_dist_sq": t_meas, "rows": rows, "seeds": list(seeds),
+            "rounds": base.rounds,
+            "best_pred": None if best is None else name.get(best.candidate, best.candidate),
+            "best_measured": name.get(best_meas, best_meas),
+            "budget_pred_bytes": budget_pred, "budget_measured_bytes": budget_meas}

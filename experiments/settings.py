@@ -1,0 +1,125 @@
+"""The experiment grid as dataclasses: one :class:`Grid` for ``--quick``, one for the full run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fl_sim import SimConfig
+
+__all__ = ["Algo", "Setting", "Grid", "QUICK", "FULL", "MLP_BASE", "CNN_BASE", "ALGOS",
+           "CNN_ALGOS"]
+
+# Dirichlet(0.1) over 100 clients of digits' 1,437 training rows leaves some clients
+# (almost) empty: accept clients of 1 sample (minibatches are drawn with replacement).
+_PARTITION_KW = {"partition_kwargs": {"min_size": 1, "max_tries": 5000}}
+
+# 100 clients, K = 20 sampled uniformly per round (scheme II), E = 10 steps of B = 10.
+MLP_BASE = SimConfig(
+    algorithm="fedavg", dataset="digits", model="mlp", num_clients=100, partition="dirichlet",
+    dirichlet_alpha=1.0, participation="scheme2", clients_per_round=20, rounds=80,
+    local_steps=10, batch_size=10, lr=0.2, policy_down="ratio:0.25", policy_up="ratio:0.25",
+    policy_overrides={"*out*": None},  # the 10-class classifier stays dense
+    dataset_kwargs=_PARTITION_KW, seed=0,
+)
+# the CNN's classifier is fc2 (fl_sim.models.CNN): keep it dense
+CNN_BASE = MLP_BASE.replace(dataset="digits_images", model="cnn", lr=0.1,
+                            policy_overrides={"fc2.*": None})
+
+
+@dataclass(frozen=True)
+class Algo:
+    """One row of the communication table: a label and the config fields it changes."""
+
+    label: str
+    changes: dict = field(default_factory=dict)
+
+    def config(self, base: SimConfig) -> SimConfig:
+        return base.replace(**self.changes)
+
+
+def _dlr(label: str, policy: str, algorithm: str = "feddlr") -> Algo:
+    return Algo(label, {"algorithm": algorithm, "policy_down": policy, "policy_up": policy})
+
+
+ALGOS = (
+    Algo("fedavg", {"algorithm": "fedavg"}),
+    _dlr("feddlr ratio:0.25", "ratio:0.25"),
+    _dlr("feddlr ratio:0.1", "ratio:0.1"),
+    _dlr("feddlr fixed:8", "fixed:8"),
+    _dlr("feddlr energy:0.9", "energy:0.9"),
+    _dlr("feddlr energy:0.99", "energy:0.99"),
+    _dlr("feddlr_up ratio:0.25", "ratio:0.25", "feddlr_up"),
+    _dlr("feddlr_down ratio:0.25", "ratio:0.25", "feddlr_down"),
+    Algo("lowrank_update r=4", {"algorithm": "lowrank_update", "update_rank": 4}),
+    Algo("topk_ef 5%", {"algorithm": "topk_ef", "topk_ratio": 0.05}),
+    Algo("qsgd s=16", {"algorithm": "qsgd", "qsgd_levels": 16}),
+)
+CNN_ALGOS = tuple(a for a in ALGOS if a.label not in ("feddlr ratio:0.1", "feddlr energy:0.99"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A data/model setting of the communication experiment."""
+
+    name: str  # short id used in file names
+    title: str
+    base: SimConfig
+    algos: tuple[Algo, ...]
+    target_fraction: float = 0.95  # target accuracy = this x FedAvg's mean final accuracy
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Everything the script runs; ``QUICK`` for CI, ``FULL`` for docs/results.md."""
+
+    name: str
+    seeds: tuple[int, ...]
+    comm_rounds: int  # MLP settings
+    cnn_rounds: int
+    cnn_partitions: tuple[str, ...]  # subset of "dirichlet-0.1", "dirichlet-1.0", "iid"
+    mlp_partitions: tuple[str, ...]
+    algos: tuple[Algo, ...] = ALGOS
+    cnn_algos: tuple[Algo, ...] = CNN_ALGOS
+    param_rounds: int = 60
+    param_seeds: tuple[int, ...] = (0, 1)
+    policies: tuple[str, ...] = ("ratio:0.05", "ratio:0.1", "ratio:0.25", "ratio:0.5",
+                                 "fixed:4", "fixed:8", "fixed:16", "fixed:32",
+                                 "energy:0.8", "energy:0.9", "energy:0.95", "energy:0.99")
+    local_steps: tuple[int, ...] = (1, 5, 10, 20)
+    clients: tuple[tuple[int, int], ...] = ((20, 20), (100, 10), (100, 20), (100, 50))
+    alphas: tuple[float | None, ...] = (0.1, 0.3, 1.0, 10.0, None)  # None = iid
+    convex_rounds: int = 150
+    convex_ranks: tuple[int, ...] = (1, 2, 4, 6, 8)
+    inference_repeats: int = 100
+    bench_rounds: int = 6  # simulator timing: rounds per engine (round 1 dropped)
+    flower: bool = True
+
+    def settings(self) -> list[Setting]:
+        out = []
+        for model, parts, rounds, algos in (("mlp", self.mlp_partitions, self.comm_rounds,
+                                             self.algos),
+                                            ("cnn", self.cnn_partitions, self.cnn_rounds,
+                                             self.cnn_algos)):
+            base = (MLP_BASE if model == "mlp" else CNN_BASE).replace(rounds=rounds)
+            for p in parts:
+                if p == "iid":
+                    cfg, title = base.replace(partition="iid", dataset_kwargs={}), "IID"
+                else:
+                    alpha = float(p.split("-")[1])
+                    cfg, title = base.replace(dirichlet_alpha=alpha), f"Dirichlet({alpha:g})"
+                out.append(Setting(f"{model}_{p}", f"{model.upper()}, {title}", cfg, algos))
+        return out
+
+
+FULL = Grid(name="full", seeds=(0, 1, 2), comm_rounds=50, cnn_rounds=30, param_rounds=40,
+            mlp_partitions=("dirichlet-0.1", "dirichlet-1.0", "iid"),
+            cnn_partitions=("dirichlet-1.0",))
+
+QUICK = Grid(
+    name="quick", seeds=(0, 1), comm_rounds=3, cnn_rounds=2,
+    mlp_partitions=("dirichlet-1.0",), cnn_partitions=("dirichlet-1.0",),
+    algos=(ALGOS[0], ALGOS[1], ALGOS[6], ALGOS[9]), cnn_algos=(ALGOS[0], ALGOS[1]),
+    param_rounds=2, param_seeds=(0,), policies=("ratio:0.25", "fixed:8"),
+    local_steps=(1, 10), clients=((100, 10), (100, 20)), alphas=(1.0, None),
+    convex_rounds=5, convex_ranks=(2, 8), inference_repeats=5, bench_rounds=3, flower=False,
+)

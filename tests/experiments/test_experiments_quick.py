@@ -1,0 +1,91 @@
+"""The --quick mode of ``python -m experiments``: structure and sanity, not speed or accuracy."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from experiments.__main__ import main
+from experiments.settings import QUICK
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    threads = torch.get_num_threads()
+    try:  # one thread: small matrices, and no oversubscription on shared CI cores
+        assert main(["--quick", "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _finite(values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+@pytest.mark.timeout(600)
+def test_files_written(quick_run):
+    out, _ = quick_run
+    report = (out / "results.md").read_text()
+    for section in ("## Targets", "## 1. Communication efficiency", "## 2. Key parameters",
+                    "## 3. Computation", "## 4. Simulator performance"):
+        assert section in report
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "parameters.png" in pngs and "convex_floors.png" in pngs
+    assert sum(p.startswith("comm_") for p in pngs) == len(QUICK.settings())
+    for name in pngs:
+        assert (out / name).stat().st_size < 400_000  # modest size
+        assert f"]({name})" in report or f"/{name})" in report
+
+
+def test_communication_rows_and_sanity(quick_run):
+    _, res = quick_run
+    assert [s["name"] for s in res["communication"]] == [s.name for s in QUICK.settings()]
+    for s in res["communication"]:
+        rows = {r["algorithm"]: r for r in s["rows"]}
+        expected = [a.label for a in next(x for x in QUICK.settings() if x.name == s["name"]).algos]
+        assert list(rows) == expected
+        assert not any(r["any_nan"] for r in rows.values())
+        assert _finite(r["acc_mean"] for r in rows.values())
+        fedavg = rows["fedavg"]
+        assert fedavg["ratio"] == pytest.approx(1.0)
+        for label, r in rows.items():
+            if label.startswith("feddlr"):
+                assert r["total_mb"] < fedavg["total_mb"], label
+            assert 0 <= r["acc_mean"] <= 1
+        for c in s["curves"].values():
+            assert _finite(c["accuracy"]) and c["cumulative_mb"] == sorted(c["cumulative_mb"])
+
+
+def test_parameters_and_theory(quick_run):
+    _, res = quick_run
+    par = res["parameters"]
+    assert [r["policy"] for r in par["policy"]["rows"]] == ["-", *QUICK.policies]
+    for r in par["policy"]["rows"]:
+        if r["predicted_mb_per_round"] is not None:  # bytes are predicted exactly a priori
+            assert r["predicted_mb_per_round"] == pytest.approx(r["mb_per_round"], rel=1e-9)
+    assert [r["E"] for r in par["E"]["rows"]] == list(QUICK.local_steps)
+    assert len(par["NK"]["rows"]) == len(QUICK.clients)
+    assert len(par["alpha"]["rows"]) == len(QUICK.alphas)
+    conv = par["convex"]
+    assert len(conv["rows"]) == 1 + len(QUICK.convex_ranks)
+    for r in conv["rows"]:
+        assert r["bytes_per_round_pred"] == pytest.approx(r["bytes_per_round_measured"])
+        assert _finite([r["floor_aposteriori"], r["floor_measured"]])
+
+
+def test_computation_and_engines(quick_run):
+    _, res = quick_run
+    rows = res["computation"]["rows"]
+    assert rows and all(r["params_compact"] < r["params_dense"] for r in rows)
+    assert all(r["flops_compact"] < r["flops_dense"] for r in rows)
+    for r in rows:
+        assert _finite(t["speedup"] for t in r["timing"].values())
+    eng = res["engines"]
+    assert _finite(v["median_s"] for v in eng["fl_sim"].values())
+    assert "status" in eng["flower"]
+    assert set(res["targets"]) == {"communication", "computation"}
