@@ -17,7 +17,7 @@ import torch
 from .communication import run_communication
 from .computation import run_computation
 from .engines import run_engines
-from .parameters import run_parameters
+from .parameters import convex_choices, run_parameters
 from .report import targets, write_figures, write_report
 from .runner import Runner
 from .settings import FULL, QUICK
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="no runs: rebuild figures and report from <out>/results.json")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     report = args.report or args.out / "results.md"
     command = "python -m experiments " + shlex.join(argv if argv is not None else sys.argv[1:])
     machine = _machine()
+    if args.rebuild:
+        return _rebuild(args.out, report, grid.name)
     t0 = time.perf_counter()
     runner = Runner(verbose=not args.quiet)
     results = {
@@ -86,18 +90,35 @@ def main(argv: list[str] | None = None) -> int:
         "software": f"python {platform.python_version()}, torch {torch.__version__}, "
                     f"numpy {numpy.__version__}, matplotlib {matplotlib.__version__}",
     }
+    return _write(results, args.out, report, quick=args.quick)
+
+
+def _write(results: dict, out: Path, report: Path, quick: bool) -> int:
     results["targets"] = targets(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(results, args.out)
-    rel = os.path.relpath(args.out, report.parent)
-    discussion = DISCUSSION.read_text() if DISCUSSION.exists() and not args.quick else \
+    out.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(results, out)
+    rel = os.path.relpath(out, report.parent)
+    discussion = DISCUSSION.read_text() if DISCUSSION.exists() and not quick else \
         "## Discussion\n\n(quick mode: structure check only; numbers are not meaningful.)"
     write_report(results, report, rel, discussion)
-    (args.out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
-    print(f"\nwrote {report}, {args.out / 'results.json'} and {len(figures)} figures "
-          f"in {results['meta']['seconds'] / 60:.1f} min")
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    print(f"\nwrote {report}, {out / 'results.json'} and {len(figures)} figures "
+          f"(runs took {results['meta']['seconds'] / 60:.1f} min)")
     print(json.dumps(_jsonable(results["targets"]), indent=1))
     return 0
+
+
+def _rebuild(out: Path, report: Path, grid: str) -> int:
+    """Figures and report again from a stored results.json (e.g. after editing the text)."""
+    def restore(o):  # JSON null stands for inf/nan of the floors
+        if isinstance(o, dict):
+            return {k: (math.inf if v is None and k.startswith("floor_") else restore(v))
+                    for k, v in o.items()}
+        return [restore(v) for v in o] if isinstance(o, list) else o
+
+    results = restore(json.loads((out / "results.json").read_text()))
+    results["parameters"]["convex"] = convex_choices(results["parameters"]["convex"])
+    return _write(results, out, report, quick=results["meta"]["grid"] == "quick")
 
 
 if __name__ == "__main__":

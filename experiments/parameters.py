@@ -41,7 +41,8 @@ from theory.costs import round_bytes
 from .runner import Runner, mean_std, seed_stats
 from .settings import MLP_BASE, Grid
 
-__all__ = ["run_parameters", "policy_q2", "predicted_round_bytes", "run_convex_twin"]
+__all__ = ["run_parameters", "policy_q2", "predicted_round_bytes", "run_convex_twin",
+           "convex_choices"]
 
 MLP_LAYERS = {"net.fc1.weight": (200, 64), "net.fc2.weight": (200, 200)}  # compressed ones
 MLP_SHAPES = [(200, 64), (200,), (200, 200), (200,), (10, 200), (10,)]
@@ -249,31 +250,43 @@ def run_convex_twin(grid: Grid, runner: Runner, lam: float = 0.05) -> dict:
                      "bytes_per_round_measured": float(np.mean(
                          [h.cumulative_bytes[-1] / len(h.records) for h in hs])),
                      "dist_curve": [float(v) for v in dist]})
-    # targets: 1.1 x the largest floor, of the bound (predicted) and of the runs (measured)
+    out = {"lam": lam, "L": L, "mu": mu, "eta": eta, "E": E, "B": B, "G2": G2,
+           "Gamma": Gamma, "sigma2_max": float(np.max(sig2)), "rho": rho, "beta": beta,
+           "w_star_norm": wnorm, "d0": d0, "rows": rows, "seeds": list(seeds),
+           "rounds": base.rounds, "num_clients": base.num_clients}
+    return convex_choices(out)
+
+
+def convex_choices(c: dict) -> dict:
+    """Rounds to a target and the cheapest rank under a byte budget: bound vs runs.
+
+    Bound: target distance 1.1 x the largest a-posteriori floor (every candidate can
+    reach it); budget = FedAvg's bytes to it. Runs: target ``||w - w*||^2 <= 10 x``
+    FedAvg's measured floor; budget = FedAvg's bytes to it. Recomputed from the stored
+    numbers, so ``--rebuild`` can apply it to an existing results.json.
+    """
+    rows = c["rows"]
+    ranks = [None if isinstance(r["rank"], str) else r["rank"] for r in rows]
+    maps = {k: RoundMap(c["rho"], c["beta"], e_s=r["e_s"], e_c=r["e_c"])
+            for k, r in zip(ranks, rows, strict=True)}
     t_pred = 1.1 * math.sqrt(max(r["floor_aposteriori"] for r in rows))
-    t_meas = 1.1 * max(r["floor_measured"] for r in rows)
-    for row, r in zip(rows, ranks, strict=True):
-        row["rounds_pred"] = rounds_to_target(maps[r], d0, t_pred)
+    t_meas = 10.0 * rows[0]["floor_measured"]
+    for row, k in zip(rows, ranks, strict=True):
+        row["rounds_pred"] = rounds_to_target(maps[k], c["d0"], t_pred)
         below = [i + 1 for i, v in enumerate(row["dist_curve"]) if v <= t_meas]
         row["rounds_measured"] = below[0] if below else None
-    fedavg_row = rows[0]
-    budget_pred = (fedavg_row["rounds_pred"] or 0) * fedavg_row["bytes_per_round_pred"]
-    best, _ = best_policy_under_budget(
-        ranks, lambda r: maps[r], lambda r: round_bytes([(10, 64)], [r], [r], base.num_clients,
-                                                        itemsize=8).total,
-        d0, t_pred, budget_pred)
-    meas_cost = {r: (row["rounds_measured"] * row["bytes_per_round_measured"]
-                     if row["rounds_measured"] else math.inf) for r, row in zip(ranks, rows,
-                                                                                strict=True)}
-    budget_meas = meas_cost[None]
-    fits = [r for r in ranks if meas_cost[r] <= budget_meas]
-    best_meas = min(fits, key=lambda r: meas_cost[r]) if fits else None
+    per_round = {k: r["bytes_per_round_pred"] for k, r in zip(ranks, rows, strict=True)}
+    budget_pred = (rows[0]["rounds_pred"] or 0) * per_round[None]
+    best, _ = best_policy_under_budget(ranks, lambda k: maps[k], lambda k: per_round[k],
+                                       c["d0"], t_pred, budget_pred)
+    cost = {k: (r["rounds_measured"] * r["bytes_per_round_measured"]
+                if r["rounds_measured"] else math.inf) for k, r in zip(ranks, rows, strict=True)}
+    fits = [k for k in ranks if cost[k] <= cost[None]]
+    best_meas = min(fits, key=lambda k: cost[k]) if fits else None
     name = {None: "dense (fedavg)"}
-    return {"lam": lam, "L": L, "mu": mu, "eta": eta, "E": E, "B": B, "G2": G2,
-            "Gamma": Gamma, "sigma2_max": float(np.max(sig2)), "rho": rho, "beta": beta,
-            "w_star_norm": wnorm, "d0": d0, "target_pred_dist": t_pred,
-            "target_meas_dist_sq": t_meas, "rows": rows, "seeds": list(seeds),
-            "rounds": base.rounds,
-            "best_pred": None if best is None else name.get(best.candidate, best.candidate),
-            "best_measured": name.get(best_meas, best_meas),
-            "budget_pred_bytes": budget_pred, "budget_measured_bytes": budget_meas}
+    c.update(target_pred_dist=t_pred, target_meas_dist_sq=t_meas,
+             vacuous=min(r["floor_aposteriori"] for r in rows) >= c["d0"] ** 2,
+             best_pred=None if best is None else name.get(best.candidate, best.candidate),
+             best_measured=name.get(best_meas, best_meas), budget_pred_bytes=budget_pred,
+             budget_measured_bytes=cost[None])
+    return c

@@ -43,7 +43,7 @@ def policy_table(p: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in p["rows"]:
         lines.append(
-            f"| {r['label']} | {r['q2']:.3f} | {_f(r.get('measured_rel_err2'), '.4f')} | "
+            f"| {r['label']} | {r['q2']:.3f} | {_f(r.get('measured_rel_err2'), '.1e')} | "
             f"{r.get('ranks_down', '-') or 'all dense'} | "
             f"{_f(r['predicted_mb_per_round'], '.3f', 'adaptive')} | "
             f"{r['mb_per_round']:.3f} | {r['total_mb']:.1f} | "
@@ -123,16 +123,22 @@ def engines_text(e: dict) -> str:
 
 def targets(results: dict) -> dict:
     """The issue's two targets, evaluated on the measured numbers."""
-    best = None
+    within, at5 = None, None
     for s in results["communication"]:
         for r in s["rows"]:
-            if r["algorithm"].startswith("feddlr ") and r["acc_gap"] >= -0.01:
-                cand = (r["ratio"], s["title"], r)
-                best = cand if best is None or cand[0] > best[0] else best
-    comm = {"met": bool(best and best[0] >= 5), "ratio": best[0] if best else None,
-            "setting": best[1] if best else None,
-            "algorithm": best[2]["algorithm"] if best else None,
-            "gap_pt": 100 * best[2]["acc_gap"] if best else None}
+            if not r["algorithm"].startswith("feddlr ") or r["ratio"] <= 1.0 + 1e-9:
+                continue  # rows that send as much as FedAvg (layers left dense) do not count
+            if r["acc_gap"] >= -0.01 and (within is None or r["ratio"] > within[0]):
+                within = (r["ratio"], s["title"], r)
+            if r["ratio"] >= 5 and (at5 is None or r["acc_gap"] > at5[0]):
+                at5 = (r["acc_gap"], s["title"], r)
+    comm = {"met": bool(within and within[0] >= 5)}
+    if within:
+        comm.update(ratio=within[0], setting=within[1], algorithm=within[2]["algorithm"],
+                    gap_pt=100 * within[2]["acc_gap"])
+    if at5:
+        comm.update(at5_gap_pt=100 * at5[0], at5_setting=at5[1],
+                    at5_algorithm=at5[2]["algorithm"], at5_ratio=at5[2]["ratio"])
     big = results["computation"]["batches"][-1]
     comp = None
     for r in results["computation"]["rows"]:
@@ -141,7 +147,8 @@ def targets(results: dict) -> dict:
         loss = r["acc_dense"] - r["acc_compact"]
         sp = r["timing"][big]["speedup"]
         if loss <= 0.01 and (comp is None or sp > comp["speedup"]):
-            comp = {"policy": r["policy"], "speedup": sp, "loss_pt": 100 * loss, "batch": big}
+            comp = {"policy": r["policy"], "speedup": sp, "loss_pt": 100 * loss, "batch": big,
+                    "acc_compact": r["acc_compact"]}
     return {"communication": comm,
             "computation": {"met": bool(comp and comp["speedup"] >= 2), **(comp or {})}}
 
@@ -245,10 +252,13 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          f"- Software: {meta['software']}.", "",
          "## Targets", "",
          "| target | measured | met? |", "|---|---|---|",
-         f"| FedDLR within 1 point of FedAvg with >= 5x fewer total bytes (one realistic "
-         f"setting) | best within 1 point: {_f(tc['ratio'], '.2f')}x "
-         f"({tc['algorithm']}, {tc['setting']}, {_f(tc['gap_pt'], '+.2f')} pt) | "
-         f"{'yes' if tc['met'] else '**no**'} |",
+         "| FedDLR within 1 point of FedAvg with >= 5x fewer total bytes (one realistic "
+         "setting) | largest byte saving within 1 point: "
+         + (f"{tc['ratio']:.2f}x ({tc['algorithm']}, {tc['setting']}, {tc['gap_pt']:+.2f} pt)"
+            if "ratio" in tc else "none (every compressing FedDLR row loses > 1 point)")
+         + (f"; best accuracy at >= 5x: {tc['at5_gap_pt']:+.2f} pt ({tc['at5_algorithm']}, "
+            f"{tc['at5_ratio']:.2f}x, {tc['at5_setting']})" if "at5_gap_pt" in tc else "")
+         + f" | {'yes' if tc['met'] else '**no**'} |",
          f"| compact model >= 2x faster at <= 1 point loss | best: "
          f"{_f(tp.get('speedup'), '.2f')}x ({tp.get('policy')}, {tp.get('batch')}, "
          f"{_f(tp.get('loss_pt'), '.2f')} pt vs its dense model) | "
@@ -303,8 +313,11 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
           f"ρ = {c['rho']:.4f}, ‖w*‖ = {c['w_star_norm']:.3f}, d_0 = {c['d0']:.3f}. "
           f"Errors e_s, e_c: RMS of the measured ones over the last half of the rounds. "
           f"Targets: the bound's d ≤ {c['target_pred_dist']:.3g} (1.1 × its largest "
-          f"floor); the runs' ‖w−w*‖² ≤ {c['target_meas_dist_sq']:.3g} (1.1 × the largest "
-          f"measured floor).", "", convex_table(c), "",
+          f"floor); the runs' ‖w−w*‖² ≤ {c['target_meas_dist_sq']:.3g} (10 × FedAvg's "
+          f"measured floor). d_0² = {c['d0'] ** 2:.3g}"
+          + (": every floor of the bound lies above d_0², so the bound is vacuous here "
+             "(0 rounds to its own target, no guarantee below the starting distance)."
+             if c.get("vacuous") else "."), "", convex_table(c), "",
           f"Cheapest candidate under a byte budget (FedAvg's bytes to its target): bound "
           f"**{c['best_pred']}**, runs **{c['best_measured']}**.", "",
           f"![convex]({figures_rel}/convex_floors.png)", "",
