@@ -12,7 +12,13 @@ on ``problem`` (fixed data, fixed w*) over ``seeds``:
   over the run (:class:`~boundcheck.trajectory.TrajectoryRecorder`), or a ball bound
   covering them;
 - ``e_s,r, e_c,r`` the RMS over seeds of the recorded errors, ``d_0`` the RMS of
-  ``||w_0 - w*||``; scheme I/II add Li et al.'s ``C``.
+  ``||w_0 - w*||``; scheme I/II add Li et al.'s ``C``;
+- the divergence term of Li et al.'s Lemma 1 either bounded by their Lemma 3,
+  ``8 (E-1)^2 G^2`` in ``B`` (``drift="lemma3"``, the default, a-priori drift), or the
+  mean over seeds of the measured ``sum_k p_k ||v_t - w^k_t||^2`` at every local step
+  (``drift="measured"``, a-posteriori drift, full participation only; docs/theory.md
+  §11.1). Under full participation both are computed; the report's bound is the chosen
+  one and ``constants`` holds the other's tightness.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = ["check", "step_sizes", "validate_config", "label_of"]
 _MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
 _SCHEMES = {"scheme1": "I", "scheme2": "II"}
 _CONSTANTS = ("round", "global", "ball")
+_DRIFTS = ("lemma3", "measured")
 
 
 def step_sizes(config: SimConfig) -> np.ndarray:
@@ -126,6 +133,7 @@ def check(
     seeds: int | Sequence[int] = 5,
     constants: str = "round",
     progress: bool = False,
+    drift: str = "lemma3",
 ) -> BoundReport:
     """Run ``config`` over ``seeds`` and compare the a-posteriori bound with the runs.
 
@@ -146,6 +154,14 @@ def check(
         the radius of the farthest observed point (``"ball"``).
     progress : bool
         Print one line per seed.
+    drift : {"lemma3", "measured"}
+        The divergence term ``2 E sum_k p_k ||v_t - w^k_t||^2`` of Li et al.'s Lemma 1:
+        bounded by their Lemma 3 (``"lemma3"``: ``8 (E-1)^2 G^2`` in ``B``, a-priori), or
+        replaced by the mean over seeds ``D_t`` of its observed value at every local step
+        (``"measured"``: ``B_t = sum_k p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2``,
+        a-posteriori; docs/theory.md §11.1). ``"measured"`` needs full participation: with
+        sampling, Li et al.'s ``v_t`` averages virtual iterates of unsampled clients that
+        the run never computes.
 
     Returns
     -------
@@ -153,13 +169,21 @@ def check(
     """
     if constants not in _CONSTANTS:
         raise ValueError(f"constants: expected one of {_CONSTANTS}, got {constants!r}")
+    if drift not in _DRIFTS:
+        raise ValueError(f"drift: expected one of {_DRIFTS}, got {drift!r}")
+    full = config.participation == "full"
+    if drift == "measured" and not full:
+        raise ValueError("drift: 'measured' needs full participation; with sampling the "
+                         "divergence of Li et al.'s Lemma 1 is over the virtual iterates of "
+                         "all N clients, and the unsampled ones are never run "
+                         "(docs/theory.md §11.1)")
     etas = validate_config(config, problem)
     seed_list = _seeds(seeds, config.seed)
     c = problem.convex
     E, R = config.local_steps, config.rounds
     w_star = problem.w_star_params()
 
-    dist, excess, es, ec = [], [], [], []
+    dist, excess, es, ec, div = [], [], [], [], []
     s2_rounds = np.zeros((R + 1, c.num_clients))
     g2_rounds = np.zeros(R + 1)
     radius, npoints, common, es_gap, argmax, g2_best = 0.0, 0, True, 0.0, None, -1.0
@@ -178,6 +202,13 @@ def check(
             g2_best, argmax = st.G2, (s, *st.argmax_G2)
         radius, npoints = max(radius, st.max_radius), npoints + st.num_points
         common &= st.common_start
+        if full:
+            d_s = st.divergence
+            if d_s is None or d_s.shape[0] < R or d_s.shape[1] != E or \
+                    not np.all(np.isfinite(d_s[:R])):
+                raise RuntimeError("full participation, but the observer did not see every "
+                                   "client at every local step (divergence not measured)")
+            div.append(d_s[:R])
         # independent check of the recorded server error: ||w_hat_r - w_r|| seen by the observer
         gaps = np.abs(np.array(st.server_errors) - np.array(es[-1][:len(st.server_errors)]))
         es_gap = max(es_gap, float(gaps.max()) if gaps.size else 0.0)
@@ -213,33 +244,85 @@ def check(
 
     p = c.p
     B_r = np.array([B_constant(p, sigma2_r[r], c.L, c.Gamma, E, g2_r[r]) for r in range(R)])
+    eta_steps = etas.reshape(R, E)
+    D = np.mean(np.array(div), axis=0) if full else None  # (R, E) mean over seeds
+    if D is not None:
+        # B_t = sum_k p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2 (§11.1): Lemma 3's term is
+        # dropped (B_constant with G^2 = 0) and the measured divergence put in its place
+        base_r = np.array([B_constant(p, sigma2_r[r], c.L, c.Gamma, E, 0.0) for r in range(R)])
+        B_steps = base_r[:, None] + 2.0 * D / eta_steps**2
     scheme = _SCHEMES.get(config.participation)
     K = int(config.clients_per_round) if scheme else None
     C_r = np.array([participation_C(E, g, K, c.num_clients, scheme) if scheme else 0.0
                     for g in g2_r])
 
     def terms(r: int) -> dict[str, float]:
-        return {"noise sum p_k^2 sigma_k^2": float(np.sum(p**2 * sigma2_r[r])),
-                "heterogeneity 6 L Gamma": 6.0 * c.L * c.Gamma,
-                "drift 8 (E-1)^2 G^2": 8.0 * (E - 1) ** 2 * float(g2_r[r])}
+        out = {"noise sum p_k^2 sigma_k^2": float(np.sum(p**2 * sigma2_r[r])),
+               "heterogeneity 6 L Gamma": 6.0 * c.L * c.Gamma}
+        if drift == "measured":
+            out["drift 2 D_t / eta_t^2 (measured, mean over the round's steps)"] = float(
+                np.mean(2.0 * D[r] / eta_steps[r] ** 2))
+        else:
+            out["drift 8 (E-1)^2 G^2"] = 8.0 * (E - 1) ** 2 * float(g2_r[r])
+        return out
 
     delta = c.w_star_error_bound  # ||w*_hat - w*||: the runs measure against w*_hat
     d0 = float(np.sqrt(np.mean(dist[:, 0])))
     e_s, e_c = _rms(es), _rms(ec)
-    rb = recursion_bound_rounds(d0 + delta, etas, E, c.mu, c.L, B_r, e_s, e_c, C_r)
-    bound_d = rb.d + delta
-    bound_dist_sq = bound_d**2
     measured = dist.mean(axis=0)
-    bound_excess = 0.5 * c.L * rb.d**2  # E F(w_R) - F* <= L/2 d_R^2 (true w*)
     measured_excess = excess.mean(axis=0) - c.F_star  # F(w*_hat) >= F*: an underestimate
+
+    def variant(B) -> tuple:
+        """The recursion with ``B`` (per round or per step) and how it compares."""
+        rec = recursion_bound_rounds(d0 + delta, etas, E, c.mu, c.L, B, e_s, e_c, C_r)
+        bd = (rec.d + delta) ** 2
+        bx = 0.5 * c.L * rec.d**2
+        with np.errstate(divide="ignore"):
+            rat = bd / measured
+        ok = bool(np.all(bd >= measured) and np.all(bx >= measured_excess))
+        return rec, bd, bx, rat, ok
+
+    lemma3 = variant(B_r)
+    meas = variant(B_steps) if D is not None else None
+    rb, bound_dist_sq, bound_excess, ratio, _ = meas if drift == "measured" else lemma3
+    # bound_excess: E F(w_R) - F* <= L/2 d_R^2 (true w*)
     # for comparison: the same bound with one sup over the whole run
-    B_glob = B_constant(p, sigma2_global, c.L, c.Gamma, E, g2_global)
+    if drift == "measured":
+        B_glob = B_constant(p, sigma2_global, c.L, c.Gamma, E, 0.0) + 2.0 * D / eta_steps**2
+    else:
+        B_glob = B_constant(p, sigma2_global, c.L, c.Gamma, E, g2_global)
     C_glob = participation_C(E, g2_global, K, c.num_clients, scheme) if scheme else 0.0
     glob = recursion_bound_rounds(d0 + delta, etas, E, c.mu, c.L, B_glob, e_s, e_c, C_glob)
 
+    def brief(v) -> dict | None:
+        if v is None:
+            return None
+        rat = v[3]
+        return {"tightness": float(rat[-1]), "max_ratio": float(np.max(rat)),
+                "min_ratio_after_0": float(np.min(rat[1:])) if rat.size > 1 else float(rat[0]),
+                "holds": v[4], "beta_first": float(v[0].beta[0]),
+                "bound_dist_sq": v[1].tolist()}
+
+    if D is not None and E > 1:
+        lemma3_div = 4.0 * eta_steps**2 * (E - 1) ** 2 * g2_r[:, None]
+        div_vs_lemma3 = float(np.max(D / lemma3_div))
+    else:
+        div_vs_lemma3 = None
+    B_main = B_steps.max(axis=1) if drift == "measured" else B_r
     last = terms(R - 1)
     consts = {
-        "method": method, "mode": constants, "B": float(B_r.max()), "B_rounds": B_r.tolist(),
+        "method": method, "mode": constants, "B": float(B_main.max()),
+        "B_rounds": B_main.tolist(),
+        "drift": drift,
+        "drift_method": (
+            "measured: mean over seeds of sum_k p_k ||v_t - w^k_t||^2 at every local step, "
+            "B_t = sum p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2" if drift == "measured"
+            else "Lemma 3: 8 (E-1)^2 G^2 in B"),
+        "divergence_steps": None if D is None else D.tolist(),
+        "divergence_over_lemma3_max": div_vs_lemma3,
+        "lemma3_drift": brief(lemma3), "measured_drift": brief(meas),
+        "tightness_lemma3_drift": float(lemma3[3][-1]),
+        "tightness_measured_drift": None if meas is None else float(meas[3][-1]),
         "B_terms_first_round": terms(0), "B_terms_last_round": last,
         "dominant_B_term": max(last, key=last.get), "G2": float(g2_r.max()),
         "G2_rounds": g2_r.tolist(), "sigma2_max": np.max(sigma2_r, axis=0).tolist(),
@@ -256,8 +339,6 @@ def check(
     }
     checks = {"common_start": common, "err_server_vs_observed_max_gap": es_gap,
               "monte_carlo_note": "measured = mean over seeds; bound is on the expectation"}
-    with np.errstate(divide="ignore"):
-        ratio = bound_dist_sq / measured
     return BoundReport(
         label=label_of(config, problem), config=config.to_dict(), seeds=seed_list,
         problem=problem.summary(), constants=consts, rounds=np.arange(R + 1, dtype=np.float64),

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--clients-per-round", type=int, default=None)
     c.add_argument("--seeds", type=int, default=5)
     c.add_argument("--constants", choices=("round", "global", "ball"), default="round")
+    c.add_argument("--drift", choices=("lemma3", "measured"), default="lemma3",
+                   help="divergence term of Li et al.'s Lemma 1: their Lemma 3 (a-priori, "
+                        "default) or measured at every local step (a-posteriori; full "
+                        "participation only; docs/theory.md §11.1)")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
     g = sub.add_parser("grid", help="the full validation grid: markdown table, JSON, plots")
     g.add_argument("--out", default="docs/figures/bounds")
@@ -71,16 +75,17 @@ def _cmd_check(a) -> int:
         kw.update(lr_schedule="li", lr_mu=c.mu, lr_gamma=max(8 * c.L / c.mu, a.local_steps))
     elif a.lr is not None:
         kw.update(lr=a.lr)
-    rep = check(prob.config(**kw), prob, a.seeds, constants=a.constants)
+    rep = check(prob.config(**kw), prob, a.seeds, constants=a.constants, drift=a.drift)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = _slug(rep.label)
     rep.save_json(out / f"{stem}.json")
-    fig, _, _ = plot_report(rep)
+    fig, _, _ = plot_report(rep, other_drift=True)
     fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
     s = rep.summary()
-    print(f"{rep.label}\n  tightness {s['tightness']:.3g}, max ratio {s['max_ratio']:.3g}, "
-          f"min ratio (r>=1) {s['min_ratio_after_0']:.3g}, holds: {s['holds']}\n"
+    print(f"{rep.label}\n  drift {s['drift']}: tightness {s['tightness']:.3g}, max ratio "
+          f"{s['max_ratio']:.3g}, min ratio (r>=1) {s['min_ratio_after_0']:.3g}, "
+          f"holds: {s['holds']}\n"
           f"  wrote {out / (stem + '.json')} and .png")
     return 0 if rep.holds else 1
 
@@ -110,9 +115,16 @@ def _cmd_grid(a) -> int:
                   res.floors.markdown(), ""]
     all_hold = all(r.holds for r in res.reports)
     parts.append(f"All {len(res.reports)} checks hold: {all_hold}.")
+    md = [r for r in res.reports if r.summary()["holds_measured_drift"] is not None]
+    md_hold = all(r.summary()["holds_measured_drift"] for r in md)
+    parts.append(f"With measured drift (full participation): all {len(md)} hold: {md_hold}.")
+    all_hold = all_hold and md_hold
     (out / "table.md").write_text("\n".join(parts) + "\n")
     payload = {"reports": [r.summary() | {"config": r.config, "constants": {
-        k: v for k, v in r.constants.items() if k not in ("B_rounds", "G2_rounds", "C_rounds")}}
+        k: v for k, v in r.constants.items()
+        if k not in ("B_rounds", "G2_rounds", "C_rounds", "divergence_steps")} | {
+        k: {kk: vv for kk, vv in (r.constants.get(k) or {}).items() if kk != "bound_dist_sq"}
+        or None for k in ("lemma3_drift", "measured_drift")}}
         for r in res.reports],
         "floors": None if res.floors is None else res.floors.to_dict(),
         "seconds": res.seconds, "machine": machine}
@@ -124,7 +136,7 @@ def _cmd_grid(a) -> int:
         if cfg["local_steps"] == 5 and cfg["participation"] == "full" and \
                 cfg["lr_schedule"] == "constant" and (
                     cfg["algorithm"] == "fedavg" or cfg["policy_up"] == "fixed:2"):
-            fig, _, _ = plot_report(rep)
+            fig, _, _ = plot_report(rep, other_drift=True)
             fig.savefig(out / f"{_slug(rep.label)}.png", dpi=80, bbox_inches="tight")
             plt.close(fig)
     progress.unlink(missing_ok=True)

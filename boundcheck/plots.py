@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -11,10 +12,12 @@ from .report import BoundReport
 __all__ = ["plot_report"]
 
 
-def plot_report(report: BoundReport, ax: Axes | None = None,
-                title: str | None = None) -> tuple[Figure, Axes, dict]:
+def plot_report(report: BoundReport, ax: Axes | None = None, title: str | None = None,
+                other_drift: bool = False) -> tuple[Figure, Axes, dict]:
     """Bound and measured ``E||w_r - w*||^2`` against rounds, log scale.
 
+    With ``other_drift`` also the bound with the other drift variant (Lemma 3 vs
+    measured, docs/theory.md §11.1) where the report has it (full participation).
     Returns ``(fig, ax, data)`` with ``data`` the plotted arrays.
     """
     if ax is None:
@@ -25,8 +28,16 @@ def plot_report(report: BoundReport, ax: Axes | None = None,
     ax.fill_between(r, report.measured_min, report.measured_max, color="C0", alpha=0.25,
                     linewidth=0, label=f"measured, min-max over {len(report.seeds)} seeds")
     ax.plot(r, report.measured_dist_sq, color="C0", label="measured mean")
+    drift = report.constants.get("drift", "lemma3")
+    names = {"lemma3": "drift by Lemma 3", "measured": "measured drift"}
     ax.plot(r, report.bound_dist_sq, color="C3", linestyle="--",
-            label="bound (a-posteriori recursion)")
+            label=f"bound (a-posteriori recursion, {names.get(drift, drift)})")
+    other_name = "measured" if drift == "lemma3" else "lemma3"
+    other = (report.constants.get(f"{other_name}_drift") or {}).get("bound_dist_sq") \
+        if other_drift else None
+    if other is not None:
+        ax.plot(r, other, color="C2", linestyle=":",
+                label=f"bound ({names[other_name]})")
     ax.set_yscale("log")
     ax.set_xlabel("round r")
     ax.set_ylabel(r"$E\,\|w_r - w^\star\|^2$")
@@ -34,5 +45,6 @@ def plot_report(report: BoundReport, ax: Axes | None = None,
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     data = {"rounds": r, "measured": report.measured_dist_sq, "min": report.measured_min,
-            "max": report.measured_max, "bound": report.bound_dist_sq}
+            "max": report.measured_max, "bound": report.bound_dist_sq,
+            "bound_other": None if other is None else np.asarray(other, dtype=np.float64)}
     return fig, ax, data

@@ -75,12 +75,17 @@ class BoundReport:
 
     def summary(self) -> dict[str, Any]:
         """One row of a table."""
+        md = self.constants.get("measured_drift") or {}
         return {"label": self.label, "rounds": self.num_rounds, "seeds": len(self.seeds),
                 "tightness": self.tightness, "max_ratio": self.max_ratio,
                 "min_ratio": self.min_ratio, "holds": self.holds,
                 "B": self.constants.get("B"), "G2": self.constants.get("G2"),
                 "dominant": self.constants.get("dominant_B_term"),
                 "tightness_global": self.constants.get("tightness_global_constants"),
+                "drift": self.constants.get("drift", "lemma3"),
+                "tightness_measured_drift": md.get("tightness"),
+                "min_ratio_measured_drift": md.get("min_ratio_after_0"),
+                "holds_measured_drift": md.get("holds"),
                 "min_ratio_after_0": float(np.min(self.ratio[1:])) if self.ratio.size > 1
                 else self.min_ratio}
 

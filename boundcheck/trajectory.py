@@ -16,6 +16,10 @@ bound
 (``ConvexProblem.ball_bound``) with the radius of the farthest observed point is the
 alternative the recorder also supports.
 
+Under full participation the recorder also measures the divergence of the local
+models at every local step, ``D_{r,j} = sum_k p_k ||w^k_{rE+j} - v_{rE+j}||^2`` with
+``v = sum_k p_k w^k`` (the term Li et al.'s Lemma 3 bounds; docs/theory.md §11.1).
+
 Caveat (docs/theory.md §4, §10): Li et al.'s partial-participation analysis also
 involves the *virtual* local iterates of unsampled clients, which the run never
 computes; evaluating every client at every observed point covers points near them
@@ -104,6 +108,9 @@ class TrajectoryStats:
     common_start: bool  # every round's local iterates all started at one point (Lemma 3)
     server_errors: list[float] = field(default_factory=list)  # ||w_hat_r - w_r||, observed
     argmax_G2: tuple[int, int] = (-1, -1)  # (round, local step) where the sup G^2 was seen
+    # (R, E) sum_k p_k ||w^k_{rE+j} - v_{rE+j}||^2 before local step j of round r; NaN
+    # where not measured (partial participation: the unsampled clients are not run)
+    divergence: np.ndarray | None = None
 
 
 class TrajectoryRecorder:
@@ -140,6 +147,7 @@ class TrajectoryRecorder:
         self._round_g2: dict[int, float] = {}
         self._globals: dict[int, np.ndarray] = {}
         self._server_errors: list[float] = []
+        self._divergence: dict[tuple[int, int], float] = {}
         self.observer = Observer(on_local_step=self._on_local, on_global=self._on_global)
 
     @staticmethod
@@ -182,9 +190,27 @@ class TrajectoryRecorder:
         self._globals[r] = w
         self._add(w[None], (r, -1))
 
+    def _divergence_of(self, stacked: np.ndarray, clients) -> float | None:
+        """``sum_k p_k ||w^k - v||^2``, ``v = sum_k p_k w^k``, if every client is present.
+
+        Computed as ``1/2 sum_{k,l} p_k p_l ||w^k - w^l||^2`` (equal when ``sum_k p_k = 1``):
+        no cancellation, and exactly 0 when all local models are equal.
+        """
+        N = self.convex.num_clients
+        ids = np.asarray(clients.detach().cpu() if hasattr(clients, "detach") else clients)
+        if ids.shape != (N,) or not np.array_equal(ids, np.arange(N)):
+            return None  # partial participation: the virtual iterates are not observed
+        p = self.convex.p
+        X = stacked.reshape(N, -1)
+        diff = X[:, None, :] - X[None, :, :]
+        return float(0.5 * np.einsum("k,l,kl->", p, p, np.sum(diff * diff, axis=2)))
+
     def _on_local(self, r: int, j: int, params, clients) -> None:
         self._check_params(params)
         stacked = self._theory_layout(params[PARAM])  # (K, d, out)
+        div = self._divergence_of(stacked, clients)
+        if div is not None:
+            self._divergence[(r, j)] = div
         if j == 0:
             # Lemma 3 needs a common start: every participant begins at w_hat_r = C_s(w_r)
             if not np.array_equal(stacked, np.broadcast_to(stacked[0], stacked.shape)):
@@ -214,6 +240,13 @@ class TrajectoryRecorder:
         g2r = np.zeros(last + 1)
         for r, v in self._round_sigma2.items():
             s2r[r], g2r[r] = v, self._round_g2[r]
+        div = None
+        if self._divergence:
+            rows = 1 + max(r for r, _ in self._divergence)
+            cols = 1 + max(j for _, j in self._divergence)
+            div = np.full((rows, cols), np.nan)
+            for (r, j), v in self._divergence.items():
+                div[r, j] = v
         return TrajectoryStats(self._sigma2.copy(), self._g2, s2r, g2r, self._count,
                                self._radius, self._common, list(self._server_errors),
-                               self._argmax)
+                               self._argmax, div)
