@@ -256,10 +256,10 @@ def check(
     C_r = np.array([participation_C(E, g, K, c.num_clients, scheme) if scheme else 0.0
                     for g in g2_r])
 
-    def terms(r: int) -> dict[str, float]:
+    def terms(r: int, mode: str = drift) -> dict[str, float]:
         out = {"noise sum p_k^2 sigma_k^2": float(np.sum(p**2 * sigma2_r[r])),
                "heterogeneity 6 L Gamma": 6.0 * c.L * c.Gamma}
-        if drift == "measured":
+        if mode == "measured":
             out["drift 2 D_t / eta_t^2 (measured, mean over the round's steps)"] = float(
                 np.mean(2.0 * D[r] / eta_steps[r] ** 2))
         else:
@@ -310,6 +310,7 @@ def check(
         div_vs_lemma3 = None
     B_main = B_steps.max(axis=1) if drift == "measured" else B_r
     last = terms(R - 1)
+    last_md = terms(R - 1, "measured") if D is not None else None
     consts = {
         "method": method, "mode": constants, "B": float(B_main.max()),
         "B_rounds": B_main.tolist(),
@@ -323,6 +324,9 @@ def check(
         "lemma3_drift": brief(lemma3), "measured_drift": brief(meas),
         "tightness_lemma3_drift": float(lemma3[3][-1]),
         "tightness_measured_drift": None if meas is None else float(meas[3][-1]),
+        "B_terms_last_round_measured_drift": last_md,
+        "dominant_B_term_measured_drift": None if last_md is None else max(last_md,
+                                                                           key=last_md.get),
         "B_terms_first_round": terms(0), "B_terms_last_round": last,
         "dominant_B_term": max(last, key=last.get), "G2": float(g2_r.max()),
         "G2_rounds": g2_r.tolist(), "sigma2_max": np.max(sigma2_r, axis=0).tolist(),
