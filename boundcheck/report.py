@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fl_sim.json_file import JsonFile
 
 __all__ = ["BoundReport"]
 
@@ -18,7 +18,7 @@ _ARRAYS = ("rounds", "bound_dist_sq", "measured_dist_sq", "measured_min", "measu
 
 
 @dataclass(frozen=True, eq=False)
-class BoundReport:
+class BoundReport(JsonFile):
     """Bound on ``E||w_r - w*||^2`` against its estimate over seeds, rounds ``r = 0..R``.
 
     ``ratio = bound / measured`` (squared distances). ``holds`` is True iff the bound
@@ -105,16 +105,6 @@ class BoundReport:
         for k in _ARRAYS:
             kw[k] = np.asarray(kw[k], dtype=np.float64)
         return cls(**kw)
-
-    def save_json(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> BoundReport:
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 def _jsonable(v):

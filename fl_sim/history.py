@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .json_file import JsonFile
+
 __all__ = ["RoundRecord", "History"]
 
 
@@ -35,7 +37,7 @@ class RoundRecord:
 
 
 @dataclass
-class History:
+class History(JsonFile):
     """A run: its configuration and one record per round."""
 
     config: dict[str, Any]
@@ -65,18 +67,6 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> History:
         return cls(config=data["config"], initial=data.get("initial", {}),
                    records=[RoundRecord(**r) for r in data["records"]])
-
-    def save_json(self, path: str | Path) -> Path:
-        """Write the whole history as JSON; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> History:
-        """Read a history written by :meth:`save_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def save_csv(self, path: str | Path) -> Path:
         """Write the scalar metrics, one row per round (lists and dicts as JSON strings)."""
