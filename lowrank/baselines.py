@@ -19,6 +19,7 @@ from typing import Protocol
 
 import torch
 
+from ._random import draw
 from ._validation import check_float_tensor
 from .accounting import tensor_nbytes
 
@@ -222,10 +223,9 @@ class QSGD:
             return QSGDPayload(norm, _pack(levels, self.s), self.s, x.dtype, tuple(x.shape))
         scaled = x.double().abs() / norm.double() * self.s
         lower = torch.floor(scaled)
-        u = torch.rand(x.shape, generator=self.generator, dtype=torch.float64,
-                       device="cpu" if self.generator is None else self.generator.device)
+        u = draw(torch.rand, x.shape, self.generator, torch.float64, x.device)
         # the float32 norm can round below |x_i|, making scaled slightly exceed s: clamp
-        level = (lower + (u.to(x.device) < (scaled - lower)).double()).clamp(max=self.s)
+        level = (lower + (u < (scaled - lower)).double()).clamp(max=self.s)
         levels = (torch.sign(x).double() * level).to(int_dtype)
         return QSGDPayload(norm=norm, packed=_pack(levels, self.s), s=self.s, dtype=x.dtype,
                            shape=tuple(x.shape))

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from ._random import draw
 from ._validation import check_matrix
 
 __all__ = ["SVDResult", "exact_svd", "randomized_svd", "power_svd", "orthonormalize"]
@@ -148,9 +149,8 @@ def randomized_svd(
     if power_iters < 0:
         raise ValueError(f"power_iters: must be >= 0, got {power_iters}")
     sketch = min(k + oversampling, m, n)
-    omega = torch.randn(*a.shape[:-2], n, sketch, generator=generator,
-                        dtype=a.dtype, device="cpu" if generator is None else generator.device)
-    q = orthonormalize(a @ omega.to(a.device))
+    omega = draw(torch.randn, (*a.shape[:-2], n, sketch), generator, a.dtype, a.device)
+    q = orthonormalize(a @ omega)
     for _ in range(power_iters):
         q = orthonormalize(a.mT @ q)
         q = orthonormalize(a @ q)
@@ -200,8 +200,7 @@ def power_svd(
     if warm_start is not None and tuple(warm_start.shape) == expected:
         q = warm_start.to(a.dtype)
     else:
-        q = torch.randn(*expected, generator=generator, dtype=a.dtype,
-                        device="cpu" if generator is None else generator.device).to(a.device)
+        q = draw(torch.randn, expected, generator, a.dtype, a.device)
     for _ in range(iters):
         p = orthonormalize(a @ q)
         q = a.mT @ p
