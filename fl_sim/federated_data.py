@@ -33,13 +33,8 @@ import numpy as np
 import torch
 
 from ._validation import _check_float, _check_int, _seed_sequence
-from .datasets import (
-    load_cifar10,
-    load_digits,
-    load_mnist_idx,
-    ridge_teacher,
-    synthetic_fedprox,
-)
+from .dataset_files import load_cifar10, load_digits, load_mnist_idx
+from .generated_data import ridge_teacher, synthetic_fedprox
 from .partition import make_partition
 
 __all__ = ["DATASETS", "FederatedData", "build_federated_data"]

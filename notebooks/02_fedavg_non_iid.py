@@ -45,7 +45,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without
 import boundcheck
 import fl_sim
 from fl_sim import partition
-from fl_sim.datasets import load_digits
+from fl_sim.dataset_files import load_digits
 from fl_sim.demo import DEMO_CONFIG
 from fl_sim.plots import plot_metric
 from theory.bounds import B_constant, li_step_sizes, li_theorem1, recursion_bound

@@ -118,7 +118,7 @@ def test_digits_split_sizes_add_up_and_test_is_stratified():
     n_client_test = sum(t.shape[0] for t in fd.client_test_x)
     assert fd.num_train + n_client_test + fd.test_x.shape[0] == 1797
     assert n_client_test > 0
-    from fl_sim.datasets import load_digits
+    from fl_sim.dataset_files import load_digits
 
     _, y = load_digits()
     expected = np.floor(0.2 * np.bincount(y)).astype(np.int64)
@@ -126,7 +126,7 @@ def test_digits_split_sizes_add_up_and_test_is_stratified():
 
 
 def test_digits_rows_are_a_disjoint_cover_of_the_dataset():
-    from fl_sim.datasets import load_digits
+    from fl_sim.dataset_files import load_digits
 
     x, _ = load_digits()
     fd = build_federated_data("digits", 5, partition="shards", seed=1, client_test_fraction=0.1)
