@@ -8,7 +8,7 @@ and byte accounting (:mod:`lowrank.accounting`). Depends on numpy, scipy and
 torch only.
 """
 
-from .accounting import state_nbytes, tensor_nbytes
+from .accounting import sends_factors, state_nbytes, tensor_nbytes, wire_nbytes
 from .baselines import QSGD, Compressor, ErrorFeedback, Identity, Payload, TopK
 from .factorize import FactorizationReport, FactorizedConv2d, FactorizedLinear, factorize
 from .factors import LowRankFactors, compress_matrix
@@ -20,7 +20,7 @@ from .policies import (
     RankRatio,
     parse_policy,
 )
-from .state import CompressedState, compress_state
+from .state import CompressedState, compress_state, planned_ranks
 from .svd import SVDResult, exact_svd, power_svd, randomized_svd
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "FactorizationReport", "FactorizedConv2d", "FactorizedLinear", "FixedRank", "Identity",
     "LowRankFactors", "Payload", "QSGD", "RankPolicy", "RankRatio", "SVDResult", "TopK",
     "compress_matrix", "compress_state", "exact_svd", "factorize", "parse_policy",
-    "power_svd", "randomized_svd", "state_nbytes", "tensor_nbytes",
+    "planned_ranks", "power_svd", "randomized_svd", "sends_factors", "state_nbytes",
+    "tensor_nbytes", "wire_nbytes",
 ]

@@ -66,8 +66,7 @@ class TopKPayload:
 
     @property
     def nbytes(self) -> int:
-        return (self.values.numel() * self.values.element_size()
-                + self.indices.numel() * self.indices.element_size())
+        return tensor_nbytes(self.values) + tensor_nbytes(self.indices)
 
     def decompress(self) -> torch.Tensor:
         out = torch.zeros(math.prod(self.shape), dtype=self.values.dtype,
@@ -132,8 +131,7 @@ class QSGDPayload:
 
     @property
     def nbytes(self) -> int:
-        return (self.norm.numel() * self.norm.element_size()
-                + self.packed.numel() * self.packed.element_size())
+        return tensor_nbytes(self.norm) + tensor_nbytes(self.packed)
 
     @property
     def nbits_packed(self) -> float:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .accounting import check_min_compression_rate, sends_factors
 from .factors import LowRankFactors, compress_matrix
 from .policies import RankPolicy
 from .state import PolicyOverrides, resolve_policy
@@ -82,7 +83,7 @@ def factorize(
     policy: RankPolicy | str | None,
     *,
     overrides: PolicyOverrides | None = None,
-    min_rate: float = 1.0,
+    min_compression_rate: float = 1.0,
 ) -> tuple[nn.Module, FactorizationReport]:
     """A compact copy of ``module`` in which low-rank layers are factorized.
 
@@ -98,8 +99,9 @@ def factorize(
     overrides : Mapping[str, RankPolicy | str | None], optional
         Per-layer policies by ``fnmatch`` pattern on the module name
         (e.g. ``"features.0"``); ``None`` keeps the layer dense.
-    min_rate : float
-        A layer is factorized only if ``r * (m + n) * min_rate < m * n``.
+    min_compression_rate : float
+        A layer is factorized only where its factors are this many times smaller
+        (:func:`lowrank.accounting.sends_factors`).
 
     Returns
     -------
@@ -108,6 +110,7 @@ def factorize(
     report : FactorizationReport
         Ranks chosen, layers kept dense (and why), parameter counts.
     """
+    min_compression_rate = check_min_compression_rate(min_compression_rate)
     compact = copy.deepcopy(module)
     report = FactorizationReport(params_before=sum(p.numel() for p in module.parameters()))
     replacements: list[tuple[str, nn.Module]] = []
@@ -123,7 +126,7 @@ def factorize(
             continue
         factors = compress_matrix(_matrix(layer), layer_policy, name=name)
         m, n = factors.shape
-        if factors.rank * (m + n) * min_rate >= m * n:
+        if not sends_factors(m, n, factors.rank, min_compression_rate):
             report.kept_dense[name] = f"rank {factors.rank} would not shrink {m}x{n}"
             continue
         if isinstance(layer, nn.Linear):

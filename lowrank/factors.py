@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 
 from ._validation import check_matrix
+from .accounting import factors_nbytes
 from .policies import RankPolicy, parse_policy
 from .svd import SVDResult, exact_svd, power_svd, randomized_svd
 
@@ -63,9 +64,13 @@ class LowRankFactors:
 
     @property
     def nbytes(self) -> int:
-        """Bytes sent: ``sum(ranks) * (m + n) * itemsize`` of the payload dtype."""
+        """Bytes of the factors: ``sum(ranks) * (m + n) * itemsize`` of the payload dtype.
+
+        What factors cost, whether or not they pay off; what a matrix costs on the
+        wire is :func:`lowrank.accounting.wire_nbytes`.
+        """
         m, n = self.shape
-        return int(self.ranks.sum()) * (m + n) * self.U.element_size()
+        return int(factors_nbytes(m, n, self.ranks.sum(), self.U.element_size()))
 
     @property
     def dense_nbytes(self) -> int:

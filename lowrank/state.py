@@ -3,8 +3,8 @@
 Tensors of two or more dimensions are matricized as ``W.reshape(out, -1)`` (a
 conv kernel ``(O, I, kh, kw)`` becomes ``O x (I*kh*kw)``) and truncated by a
 rank policy. One-dimensional tensors (biases, norms), layers matched by an
-override of ``None`` and layers that would not shrink
-(``r * (m + n) * min_rate >= m * n``) are sent raw.
+override of ``None`` and layers whose factors would not pay off
+(the rule of :mod:`lowrank.accounting`) are sent raw.
 
 With ``batched=True`` every tensor carries a leading client dimension; each
 layer of all clients is compressed in one batched call, and the raw/low-rank
@@ -14,40 +14,65 @@ decision is made per client.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 
 from ._validation import check_float_tensor
+from .accounting import (
+    check_min_compression_rate,
+    matricized_shape,
+    sends_factors,
+    tensor_nbytes,
+    wire_nbytes,
+)
 from .baselines import DensePayload
 from .factors import LowRankFactors, Method, compress_matrix
 from .policies import RankPolicy, parse_policy
 
-__all__ = ["MatrixEntry", "RawEntry", "CompressedState", "compress_state", "resolve_policy"]
+__all__ = ["MatrixEntry", "CompressedState", "compress_state", "resolve_policy",
+           "planned_ranks"]
 
 PolicyOverrides = Mapping[str, RankPolicy | str | None]
 
 
-RawEntry = DensePayload  # a tensor sent as it is, (B, *shape) when batched
-
-
 @dataclass(frozen=True)
 class MatrixEntry:
-    """A matricized tensor sent as low-rank factors (or raw where that is smaller)."""
+    """A matricized tensor sent as low-rank factors (or raw where that is smaller).
+
+    Whether an item goes raw is decided by :func:`lowrank.accounting.sends_factors`
+    at ``min_compression_rate``; its bytes by :func:`lowrank.accounting.wire_nbytes`.
+    """
 
     factors: LowRankFactors  # (B, m, R) / (m, r) factors
     shape: tuple[int, ...]  # original per-item shape, e.g. (O, I, kh, kw)
-    sent_dense: torch.Tensor  # bool (B,) or (): items sent raw because factors would not shrink
-    dense_items: torch.Tensor  # (count, m, n): the raw items, in the original dtype
+    dense_items: torch.Tensor  # (count, m, n): the items sent raw, in the original dtype
+    min_compression_rate: float = 1.0  # factors only where they are this many times smaller
+
+    @classmethod
+    def from_matrix(cls, matrix: torch.Tensor, factors: LowRankFactors, shape: tuple[int, ...],
+                    min_compression_rate: float = 1.0) -> MatrixEntry:
+        """The entry for ``matrix`` (``(..., m, n)``) and its factors: raw items kept."""
+        m, n = factors.shape
+        raw = ~sends_factors(m, n, factors.ranks, min_compression_rate)
+        return cls(factors, shape, matrix[raw.to(matrix.device)].clone(), min_compression_rate)
+
+    @property
+    def sent_dense(self) -> torch.Tensor:
+        """bool ``(B,)`` or ``()``: items sent raw because factors would not pay off."""
+        m, n = self.factors.shape
+        return ~sends_factors(m, n, self.factors.ranks, self.min_compression_rate)
+
+    @property
+    def nbytes_per_item(self) -> torch.Tensor:
+        """int64 bytes of each item (``()`` for a single matrix)."""
+        return wire_nbytes(self.shape, self.factors.ranks, self.factors.U.element_size(),
+                           self.min_compression_rate, self.dense_items.element_size())
 
     @property
     def nbytes(self) -> int:
-        m, n = self.factors.shape
-        low_rank = int(self.factors.ranks[~self.sent_dense].sum())
-        return low_rank * (m + n) * self.factors.U.element_size() + (
-            self.dense_items.numel() * self.dense_items.element_size()
-        )
+        return int(self.nbytes_per_item.sum())
 
     @property
     def ranks(self) -> torch.Tensor:
@@ -68,7 +93,7 @@ class MatrixEntry:
         return dense.reshape(*self.factors.batch_shape, *self.shape)
 
 
-Entry = RawEntry | MatrixEntry
+Entry = DensePayload | MatrixEntry  # raw tensors are (B, *shape) when batched
 
 
 @dataclass(frozen=True)
@@ -97,13 +122,10 @@ class CompressedState:
             return [self.nbytes]
         total = torch.zeros(self.batch_size, dtype=torch.int64)
         for e in self.entries.values():
-            if isinstance(e, RawEntry):
-                total += e.tensor[0].numel() * e.tensor.element_size()
-                continue
-            m, n = e.factors.shape
-            dense = m * n * e.dense_items.element_size()
-            low_rank = e.factors.ranks * (m + n) * e.factors.U.element_size()
-            total += torch.where(e.sent_dense, torch.full_like(low_rank, dense), low_rank)
+            if isinstance(e, DensePayload):
+                total += tensor_nbytes(e.tensor[0])
+            else:
+                total += e.nbytes_per_item
         return total.tolist()
 
     @property
@@ -140,15 +162,14 @@ class CompressedState:
             for name, e in self.entries.items():
                 if isinstance(e, MatrixEntry) and bool(e.sent_dense):
                     f = e.factors
-                    e = MatrixEntry(replace(f, U=f.U[..., :0], V=f.V[..., :0]), e.shape,
-                                    e.sent_dense, e.dense_items)
+                    e = replace(e, factors=replace(f, U=f.U[..., :0], V=f.V[..., :0]))
                 entries[name] = e
             return [CompressedState(entries=entries, batch_size=None)]
         items: list[dict[str, Entry]] = [{} for _ in range(self.batch_size)]
         for name, e in self.entries.items():
-            if isinstance(e, RawEntry):
+            if isinstance(e, DensePayload):
                 for i in range(self.batch_size):
-                    items[i][name] = RawEntry(e.tensor[i].clone())
+                    items[i][name] = DensePayload(e.tensor[i].clone())
                 continue
             dense_iter = iter(e.dense_items)
             for i, f in enumerate(e.factors.unbind()):
@@ -157,11 +178,10 @@ class CompressedState:
                     empty = LowRankFactors(U=f.U[:, :0], V=f.V[:, :0], ranks=f.ranks,
                                            sq_error=f.sq_error, energy=f.energy, dtype=f.dtype,
                                            requested_rank=f.requested_rank)
-                    items[i][name] = MatrixEntry(empty, e.shape, torch.tensor(True),
-                                                 next(dense_iter).reshape(1, m, n).clone())
+                    items[i][name] = replace(e, factors=empty, dense_items=next(dense_iter)
+                                             .reshape(1, m, n).clone())
                 else:
-                    items[i][name] = MatrixEntry(f, e.shape, torch.tensor(False),
-                                                 e.dense_items[:0].clone())
+                    items[i][name] = replace(e, factors=f, dense_items=e.dense_items[:0].clone())
         return [CompressedState(entries=d, batch_size=None) for d in items]
 
 
@@ -185,7 +205,7 @@ def compress_state(
     *,
     method: Method = "exact",
     overrides: PolicyOverrides | None = None,
-    min_rate: float = 1.0,
+    min_compression_rate: float = 1.0,
     batched: bool = False,
     payload_dtype: torch.dtype | None = None,
     max_rank: int | None = None,
@@ -206,8 +226,9 @@ def compress_state(
         Decomposition used (see :func:`lowrank.compress_matrix`).
     overrides : Mapping[str, RankPolicy | str | None], optional
         Per-tensor policies by ``fnmatch`` pattern; ``None`` forces raw.
-    min_rate : float
-        A matrix is sent as factors only if ``r * (m + n) * min_rate < m * n``.
+    min_compression_rate : float
+        A matrix is sent as factors only if they are this many times smaller
+        (:func:`lowrank.accounting.sends_factors`).
     batched : bool
         Whether tensors carry a leading batch (client) dimension.
     payload_dtype : torch.dtype, optional
@@ -220,8 +241,7 @@ def compress_state(
     CompressedState
         With ``.decompress()``, ``.nbytes``, ``.ranks``, ``.sq_errors``, ``.sq_error``.
     """
-    if min_rate <= 0:
-        raise ValueError(f"min_rate: must be > 0, got {min_rate}")
+    min_compression_rate = check_min_compression_rate(min_compression_rate)
     batch_size: int | None = None
     entries: dict[str, Entry] = {}
     for name, tensor in state.items():
@@ -239,7 +259,7 @@ def compress_state(
         if tensor.dtype.is_floating_point:
             check_float_tensor(tensor, name)  # raw tensors too: a NaN bias is an error
         if layer_policy is None or len(item_shape) < 2 or not tensor.dtype.is_floating_point:
-            entries[name] = RawEntry(tensor.detach())
+            entries[name] = DensePayload(tensor.detach())
             continue
         m = item_shape[0]
         matrix = tensor.detach().reshape(*tensor.shape[: 1 if batched else 0], m, -1)
@@ -247,7 +267,41 @@ def compress_state(
         factors = compress_matrix(matrix, layer_policy, method, max_rank=max_rank,
                                   oversampling=oversampling, power_iters=power_iters,
                                   generator=generator, payload_dtype=payload_dtype, name=name)
-        sent_dense = factors.ranks * (m + n) * min_rate >= m * n
-        entries[name] = MatrixEntry(factors=factors, shape=item_shape, sent_dense=sent_dense,
-                                    dense_items=matrix[sent_dense.to(matrix.device)].clone())
+        entries[name] = MatrixEntry.from_matrix(matrix, factors, item_shape, min_compression_rate)
     return CompressedState(entries=entries, batch_size=batch_size)
+
+
+def planned_ranks(
+    shapes: Mapping[str, Sequence[int]],
+    policy: RankPolicy | str | None,
+    overrides: PolicyOverrides | None = None,
+) -> dict[str, int | None] | None:
+    """The rank each tensor will be compressed to, known before seeing any weights.
+
+    Parameters
+    ----------
+    shapes : Mapping[str, sequence of int]
+        Tensor name -> shape, e.g. ``{n: t.shape for n, t in model.state_dict().items()}``.
+    policy, overrides
+        As for :func:`compress_state`.
+
+    Returns
+    -------
+    dict[str, int | None] or None
+        ``None`` for a tensor sent dense (fewer than 2 dimensions, or no policy);
+        the whole result is ``None`` when a policy picks its rank from the spectrum
+        (energy, error budget), which only the run can tell. Feed it to
+        :func:`lowrank.accounting.wire_nbytes` (or ``theory.costs.round_bytes``).
+    """
+    ranks: dict[str, int | None] = {}
+    for name, shape in shapes.items():
+        layer_policy = resolve_policy(name, policy, overrides)
+        mn = matricized_shape(shape)
+        if layer_policy is None or mn is None:
+            ranks[name] = None
+            continue
+        r = layer_policy.requested_rank(*mn)
+        if r is None:
+            return None
+        ranks[name] = min(r, *mn)
+    return ranks

@@ -1,10 +1,12 @@
 """Communication and compute costs of low-rank factors, counted a priori.
 
-The byte rule is the one of DESIGN §1 and :func:`lowrank.state.compress_state`:
-an ``m x n`` matrix at rank ``r`` is sent as factors ``U (m x r)``, ``V (n x r)``
-(``r (m + n)`` numbers) unless ``r (m + n) min_rate >= m n``, in which case it is
-sent dense; tensors of fewer than two dimensions always go dense. A tensor of
-shape ``(O, I, kh, kw)`` is matricized as ``O x (I kh kw)``.
+Bytes follow the one rule of :mod:`lowrank.accounting` (this module calls
+:func:`lowrank.accounting.wire_nbytes`, the function the simulator's payloads
+call): an ``m x n`` matrix at rank ``r`` travels as factors ``U (m x r)``,
+``V (n x r)`` (``r (m + n)`` numbers) unless ``r (m + n) min_compression_rate
+>= m n``, in which case it travels dense; tensors of fewer than two dimensions
+always go dense; a tensor of shape ``(O, I, kh, kw)`` is matricized as
+``O x (I kh kw)``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lowrank.accounting import check_min_compression_rate, matricized_shape, wire_nbytes
+
 __all__ = [
     "FlopCount",
     "RoundBytes",
     "conv_factorized_flops",
-    "dense_nbytes",
     "factorized_flops",
     "layer_nbytes",
-    "lowrank_nbytes",
-    "matricize",
     "round_bytes",
 ]
 
@@ -32,74 +33,32 @@ def _check_pos_int(name: str, v, minimum: int = 1) -> int:
     return int(v)
 
 
-def lowrank_nbytes(m: int, n: int, r: int, itemsize: int = 4) -> int:
-    """Bytes of rank-``r`` factors of an ``m x n`` matrix: ``r (m + n) itemsize``.
-
-    Parameters
-    ----------
-    m, n : int
-        Matrix shape.
-    r : int
-        Rank, ``>= 0``.
-    itemsize : int
-        Bytes per number (4 for float32).
-
-    Returns
-    -------
-    int
-    """
-    m, n = _check_pos_int("m", m), _check_pos_int("n", n)
-    r, itemsize = _check_pos_int("r", r, 0), _check_pos_int("itemsize", itemsize)
-    return r * (m + n) * itemsize
-
-
-def dense_nbytes(m: int, n: int, itemsize: int = 4) -> int:
-    """Bytes of a dense ``m x n`` matrix: ``m n itemsize``."""
-    m, n = _check_pos_int("m", m), _check_pos_int("n", n)
-    return m * n * _check_pos_int("itemsize", itemsize)
-
-
-def matricize(shape: Sequence[int]) -> tuple[int, int] | None:
-    """``(m, n)`` of ``W.reshape(shape[0], -1)``, or None for a tensor of < 2 dimensions."""
-    shape = tuple(int(s) for s in shape)
-    if any(s < 1 for s in shape):
-        raise ValueError(f"shape: dimensions must be >= 1, got {shape}")
-    if len(shape) < 2:
-        return None
-    return shape[0], math.prod(shape[1:])
-
-
 def layer_nbytes(
-    shape: Sequence[int], rank: int | None, itemsize: int = 4, min_rate: float = 1.0
+    shape: Sequence[int], rank: int | None, itemsize: int = 4,
+    min_compression_rate: float = 1.0,
 ) -> int:
-    """Bytes one tensor costs on the wire under the rule of DESIGN §1.
+    """Bytes one tensor costs on the wire (:func:`lowrank.accounting.wire_nbytes`).
 
     Parameters
     ----------
     shape : sequence of int
         Tensor shape; 2 or more dimensions are matricized as ``shape[0] x rest``.
     rank : int or None
-        Rank of the factors; None sends the tensor dense.
+        Rank of the factors (``>= 1``); None sends the tensor dense.
     itemsize : int
         Bytes per number.
-    min_rate : float
-        Factors are sent only if ``r (m + n) min_rate < m n``.
+    min_compression_rate : float
+        Factors are sent only if ``r (m + n) min_compression_rate < m n``.
 
     Returns
     -------
     int
     """
-    if not (min_rate > 0) or not math.isfinite(min_rate):
-        raise ValueError(f"min_rate: must be finite and > 0, got {min_rate}")
-    mn = matricize(shape)
-    numel = math.prod(int(s) for s in shape)
-    if mn is None or rank is None:
-        return numel * _check_pos_int("itemsize", itemsize)
-    m, n = mn
-    r = min(_check_pos_int("rank", rank), m, n)
-    if r * (m + n) * min_rate >= m * n:
-        return dense_nbytes(m, n, itemsize)
-    return lowrank_nbytes(m, n, r, itemsize)
+    check_min_compression_rate(min_compression_rate)
+    matricized_shape(shape)  # validates the dimensions
+    itemsize = _check_pos_int("itemsize", itemsize)
+    rank = None if rank is None else _check_pos_int("rank", rank)
+    return int(wire_nbytes(shape, rank, itemsize, min_compression_rate))
 
 
 @dataclass(frozen=True)
@@ -138,7 +97,7 @@ def round_bytes(
     ranks_up: Sequence[int | None] | Sequence[Sequence[int | None]],
     num_clients: int,
     itemsize: int = 4,
-    min_rate: float = 1.0,
+    min_compression_rate: float = 1.0,
 ) -> RoundBytes:
     """Bytes of one round: the broadcast to each client and each client's upload.
 
@@ -154,7 +113,7 @@ def round_bytes(
         Clients in the round.
     itemsize : int
         Bytes per number.
-    min_rate : float
+    min_compression_rate : float
         See :func:`layer_nbytes`.
 
     Returns
@@ -183,7 +142,7 @@ def round_bytes(
 
     def cost(ranks) -> int:
         pairs = zip(shapes, ranks, strict=True)
-        return sum(layer_nbytes(s, r, itemsize, min_rate) for s, r in pairs)
+        return sum(layer_nbytes(s, r, itemsize, min_compression_rate) for s, r in pairs)
 
     return RoundBytes(
         downlink_per_client=cost(ranks_down),

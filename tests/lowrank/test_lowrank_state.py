@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from lowrank import CompressedState, FixedRank, compress_matrix, compress_state
-from lowrank.state import MatrixEntry, RawEntry, resolve_policy
+from lowrank.baselines import DensePayload
+from lowrank.state import MatrixEntry, resolve_policy
 
 
 def held(t: torch.Tensor) -> int:
@@ -18,7 +19,7 @@ def held_nbytes(cs: CompressedState) -> int:
     """Bytes of the tensors a single-state payload actually holds."""
     total = 0
     for e in cs.entries.values():
-        if isinstance(e, RawEntry):
+        if isinstance(e, DensePayload):
             total += held(e.tensor)
         else:
             total += held(e.factors.U) + held(e.factors.V) + held(e.dense_items)
@@ -49,7 +50,7 @@ def test_compress_state_layout_and_bytes():
         assert isinstance(cs.entries[name], MatrixEntry)
     for name in ("conv.bias", "bn.weight", "bn.running_mean", "bn.num_batches_tracked",
                  "fc1.bias", "head.bias"):
-        assert isinstance(cs.entries[name], RawEntry)
+        assert isinstance(cs.entries[name], DensePayload)
     assert cs.ranks == {"conv.weight": 2, "fc1.weight": 2, "head.weight": 2}
     expected = (2 * (16 + 27) + 2 * (32 + 40) + 2 * (4 + 32)) * 8  # factors, float64
     expected += sum(held(v) for k, v in state.items() if v.ndim < 2)  # raw at own dtype
@@ -97,15 +98,15 @@ def test_sq_errors_match_the_reconstruction():
     assert cs.sq_error == pytest.approx(sum(cs.sq_errors.values()), rel=1e-15)
 
 
-@pytest.mark.parametrize("min_rate", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("min_compression_rate", [1.0, 1.5, 2.0, 3.0])
 @pytest.mark.parametrize("r", [1, 2, 3, 4])
-def test_min_rate_rule(min_rate, r):
+def test_min_compression_rate_rule(min_compression_rate, r):
     # 4 x 12: factors cost r * 16 values against 48 dense; the grid hits the boundary
-    # r * 16 * min_rate == 48 exactly at (r, min_rate) = (3, 1), (2, 1.5), (1, 3): sent raw
+    # r * 16 * min_compression_rate == 48 exactly at (r, min_compression_rate) = (3, 1), (2, 1.5), (1, 3): sent raw
     w = torch.randn(4, 12, generator=torch.Generator().manual_seed(r), dtype=torch.float64)
-    cs = compress_state({"w": w}, FixedRank(r), min_rate=min_rate)
+    cs = compress_state({"w": w}, FixedRank(r), min_compression_rate=min_compression_rate)
     e = cs.entries["w"]
-    raw = r * (4 + 12) * min_rate >= 4 * 12
+    raw = r * (4 + 12) * min_compression_rate >= 4 * 12
     assert bool(e.sent_dense) is raw
     if raw:
         assert cs.nbytes == held(w)
@@ -120,16 +121,16 @@ def test_min_rate_rule(min_rate, r):
     assert torch.equal(cs.unbind()[0].decompress()["w"], cs.decompress()["w"])
 
 
-def test_min_rate_must_be_positive():
-    with pytest.raises(ValueError, match="min_rate"):
-        compress_state(make_state(), FixedRank(1), min_rate=0.0)
+def test_min_compression_rate_must_be_positive():
+    with pytest.raises(ValueError, match="min_compression_rate"):
+        compress_state(make_state(), FixedRank(1), min_compression_rate=0.0)
 
 
 def test_overrides_by_pattern():
     state = make_state(3)
     cs = compress_state(state, FixedRank(2),
                         overrides={"head.*": None, "conv.*": "fixed:5", "*.weight": FixedRank(1)})
-    assert isinstance(cs.entries["head.weight"], RawEntry)  # None => raw
+    assert isinstance(cs.entries["head.weight"], DensePayload)  # None => raw
     assert torch.equal(cs.decompress()["head.weight"], state["head.weight"])
     assert cs.ranks["conv.weight"] == 5  # first matching pattern wins
     assert cs.ranks["fc1.weight"] == 1
@@ -150,7 +151,7 @@ def _stack(states):
 def test_batched_equals_per_item(policy):
     states = [make_state(10 + i) for i in range(4)]
     states[2]["fc1.weight"] = states[2]["fc1.weight"][:, :1].expand(32, 40).clone()  # rank 1
-    batched = compress_state(_stack(states), policy, min_rate=1.5, batched=True)
+    batched = compress_state(_stack(states), policy, min_compression_rate=1.5, batched=True)
     assert batched.batch_size == 4
     dense = batched.decompress()
     per_items = batched.unbind()
@@ -158,7 +159,7 @@ def test_batched_equals_per_item(policy):
     assert batched.nbytes == sum(batched.nbytes_per_item)
     any_raw = False
     for i, s in enumerate(states):
-        single = compress_state(s, policy, min_rate=1.5)
+        single = compress_state(s, policy, min_compression_rate=1.5)
         for k, v in single.decompress().items():
             assert dense[k][i].shape == v.shape and dense[k].dtype == v.dtype
             torch.testing.assert_close(dense[k][i], v, atol=1e-13, rtol=0)

@@ -6,25 +6,19 @@ import pytest
 
 from theory.costs import (
     conv_factorized_flops,
-    dense_nbytes,
     factorized_flops,
     layer_nbytes,
-    lowrank_nbytes,
-    matricize,
     round_bytes,
 )
 
 
-def test_basic_sizes():
-    assert lowrank_nbytes(10, 20, 3) == 3 * 30 * 4
-    assert lowrank_nbytes(10, 20, 3, itemsize=8) == 3 * 30 * 8
-    assert dense_nbytes(10, 20) == 800
-    assert matricize((16, 3, 5, 5)) == (16, 75)
-    assert matricize((7,)) is None
-    with pytest.raises(ValueError, match="r"):
-        lowrank_nbytes(3, 3, -1)
+def test_layer_nbytes_validates_its_integers():
+    with pytest.raises(ValueError, match="rank"):
+        layer_nbytes((3, 3), -1)
+    with pytest.raises(ValueError, match="itemsize"):
+        layer_nbytes((3, 3), 1, itemsize=0)
     with pytest.raises(ValueError, match="shape"):
-        matricize((0, 3))
+        layer_nbytes((0, 3), 1)
 
 
 def test_layer_goes_raw_at_the_break_even_rank():
@@ -32,14 +26,14 @@ def test_layer_goes_raw_at_the_break_even_rank():
     assert layer_nbytes((10, 10), 4) == 4 * 20 * 4
     assert layer_nbytes((10, 10), 5) == 400
     assert layer_nbytes((10, 10), 50) == 400
-    # min_rate 2: raw when 40 r >= 100, i.e. r >= 3
-    assert layer_nbytes((10, 10), 2, min_rate=2.0) == 2 * 20 * 4
-    assert layer_nbytes((10, 10), 3, min_rate=2.0) == 400
+    # min_compression_rate 2: raw when 40 r >= 100, i.e. r >= 3
+    assert layer_nbytes((10, 10), 2, min_compression_rate=2.0) == 2 * 20 * 4
+    assert layer_nbytes((10, 10), 3, min_compression_rate=2.0) == 400
     assert layer_nbytes((10,), 1) == 40  # a bias is always dense
     assert layer_nbytes((8, 2, 3, 3), 1) == 1 * (8 + 18) * 4
     assert layer_nbytes((10, 10), None) == 400
-    with pytest.raises(ValueError, match="min_rate"):
-        layer_nbytes((10, 10), 2, min_rate=0.0)
+    with pytest.raises(ValueError, match="min_compression_rate"):
+        layer_nbytes((10, 10), 2, min_compression_rate=0.0)
 
 
 def test_round_bytes_totals():
