@@ -44,16 +44,13 @@ from pathlib import Path
 import torch
 
 import fl_sim
-from fl_sim import SimConfig
 from fl_sim.algorithms.base import broadcast
 from fl_sim.device import resolve_device
+from fl_sim.presets import BENCH_CONFIG
 
 HIDDEN = [200, 200]
-WORKLOAD = dict(dataset="digits", model="mlp", model_kwargs={"hidden": HIDDEN},
-                num_clients=100, partition="iid", local_steps=10, batch_size=10,
-                participation="full")
-FEDDLR = dict(algorithm="feddlr", policy_down="ratio:0.25", policy_up="ratio:0.25",
-              policy_overrides={"*out*": None})
+WORKLOAD = BENCH_CONFIG.replace(model_kwargs={"hidden": HIDDEN})  # FedAvg; FedDLR below
+FEDDLR = {"algorithm": "feddlr"}  # ratio:0.25 on both links, *out* dense (the preset's)
 
 
 def sync(device: torch.device) -> None:
@@ -95,7 +92,7 @@ def layer_shapes(sim: fl_sim.Simulation) -> list[tuple[int, int]]:
 def bench_vectorization(device: torch.device, quick: bool) -> dict:
     print("\n[1] local training, 100 clients x 10 steps x batch 10, MLP 64-200-200-10, "
           "fedavg, iid digits")
-    cfg = SimConfig(algorithm="fedavg", device=str(device), **WORKLOAD)
+    cfg = WORKLOAD.replace(algorithm="fedavg", device=str(device))
     k = cfg.num_clients
     clients = torch.arange(k)
     out = {}
@@ -118,7 +115,7 @@ def bench_vectorization(device: torch.device, quick: bool) -> dict:
     # whole rounds (training + aggregation; evaluation is outside RoundRecord.seconds)
     rounds = {}
     for vectorized, n in ((True, 4 if quick else 6), (False, 2 if quick else 3)):
-        h = fl_sim.run(cfg.replace(vectorized=vectorized, rounds=n, eval_every=n))
+        h = fl_sim.run(cfg.replace(vectorized=vectorized, rounds=n, eval_every=n)).history
         secs = [r.seconds for r in h.records[1:]]  # round 1 is the warm-up
         rounds[vectorized] = statistics.median(secs)
         label = "vectorized" if vectorized else "sequential"
@@ -155,7 +152,7 @@ def matmul_rate(device: torch.device, shapes: list[tuple[tuple[int, ...], tuple[
 
 def bench_flop_bound(device: torch.device, quick: bool, measured: float,
                      shapes: list[tuple[int, int]]) -> None:
-    k, e, b = WORKLOAD["num_clients"], WORKLOAD["local_steps"], WORKLOAD["batch_size"]
+    k, e, b = WORKLOAD.num_clients, WORKLOAD.local_steps, WORKLOAD.batch_size
     macs = sum(i * o for i, o in shapes)
     nominal = k * e * b * 3 * 2 * macs
     # what the trainer actually needs: no gradient w.r.t. the input of the first layer
@@ -190,9 +187,9 @@ def bench_compression_share(device: torch.device, quick: bool) -> None:
     n = 4 if quick else 6
     print(f"\n[3] share of a feddlr round spent compressing (ratio:0.25 down and up, "
           f"*out* dense; rounds 2..{n})")
-    base = SimConfig(device=str(device), rounds=n, eval_every=n, **WORKLOAD, **FEDDLR)
+    base = WORKLOAD.replace(device=str(device), rounds=n, eval_every=n, **FEDDLR)
     for method in ("exact", "randomized"):
-        h = fl_sim.run(base.replace(method=method))
+        h = fl_sim.run(base.replace(method=method)).history
         recs = h.records[1:]  # round 1 is the warm-up
         shares = [r.compress_seconds / r.seconds for r in recs]
         share = statistics.median(shares)
@@ -213,14 +210,14 @@ def bench_compression_share(device: torch.device, quick: bool) -> None:
 def memory_child(algorithm: str, device: torch.device) -> None:
     """One round with 1,000 clients; prints peak memory as JSON (run in a subprocess)."""
     extra = FEDDLR if algorithm == "feddlr" else {"algorithm": algorithm}
-    cfg = SimConfig(**{**WORKLOAD, "num_clients": 1000, "test_fraction": 0.1},
-                    **extra, device=str(device), rounds=1)
+    cfg = WORKLOAD.replace(num_clients=1000, test_fraction=0.1, **extra, device=str(device),
+                           rounds=1)
     data = fl_sim.setup(cfg).data
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
-    h = fl_sim.run(cfg, data=data)
+    h = fl_sim.run(cfg, data=data).history
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
@@ -304,7 +301,7 @@ def main() -> None:
           f"at start {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     parent_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     memory = measure_memory(device, torch.get_num_threads())  # first: see its docstring
-    shapes = layer_shapes(fl_sim.setup(SimConfig(device=str(device), **WORKLOAD)))
+    shapes = layer_shapes(fl_sim.setup(WORKLOAD.replace(device=str(device))))
     r1 = bench_vectorization(device, args.quick)
     bench_flop_bound(device, args.quick, r1["train_vectorized"], shapes)
     bench_compression_share(device, args.quick)

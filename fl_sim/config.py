@@ -6,13 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .algorithms import ALGORITHMS
+from lowrank import parse_policy
+from lowrank.accounting import check_min_compression_rate
+
+from .algorithms import ALGORITHMS, make_algorithm, parse_overrides
+from .federated_data import DATASETS
+from .models import MODELS
 from .participation import SCHEMES
 
-__all__ = ["SimConfig", "DATASETS", "MODELS"]
-
-DATASETS = ("digits", "digits_images", "synthetic", "ridge", "mnist", "cifar10")
-MODELS = ("logreg", "linreg", "mlp", "cnn")
+__all__ = ["SimConfig"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class SimConfig:
     policy_overrides: dict[str, str | None] = field(default_factory=dict)  # layer pattern ->
     #   policy, or None to send that layer dense (e.g. {"*out*": None} keeps the classifier)
     method: str = "exact"  # exact, randomized, power
-    min_rate: float = 1.0  # factors only if r (m + n) min_rate < m n
+    min_compression_rate: float = 1.0  # factors only if r (m + n) * this < m n
     max_rank: int | None = None  # sketch size for spectrum policies with sketching methods
     update_rank: int = 4  # lowrank_update rank
     topk_ratio: float = 0.05  # topk_ef fraction kept
@@ -83,6 +85,14 @@ class SimConfig:
         for ok, name, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        for name in ("policy_down", "policy_up"):
+            try:
+                parse_policy(getattr(self, name))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        parse_overrides(self.policy_overrides)
+        check_min_compression_rate(self.min_compression_rate)
+        make_algorithm(self)  # the algorithm's own checks (topk_ratio, qsgd_levels...) now
         if self.participation != "full":
             k = self.clients_per_round
             if k is None or k < 1:

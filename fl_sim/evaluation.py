@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .local_training import Params
 from .models import per_sample_loss
+from .params import Params
 
 __all__ = ["Evaluation", "evaluate", "squared_norm"]
 

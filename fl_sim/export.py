@@ -27,7 +27,7 @@ def load_params(model: nn.Module, params: dict[str, torch.Tensor]) -> nn.Module:
 
 def export_compact(
     model: nn.Module, params: dict[str, torch.Tensor], policy: RankPolicy | str,
-    *, overrides: dict[str, RankPolicy | str | None] | None = None, min_rate: float = 1.0,
+    *, overrides: dict[str, RankPolicy | str | None] | None = None, min_compression_rate: float = 1.0,
 ) -> tuple[nn.Module, nn.Module, FactorizationReport]:
     """Dense model with ``params`` and its factorized copy under ``policy``.
 
@@ -45,7 +45,8 @@ def export_compact(
     dense = load_params(copy.deepcopy(model), params).eval()
     layer_overrides = {pattern.removesuffix(".weight"): value
                        for pattern, value in (overrides or {}).items()}
-    compact, report = factorize(dense, policy, overrides=layer_overrides, min_rate=min_rate)
+    compact, report = factorize(dense, policy, overrides=layer_overrides,
+                                min_compression_rate=min_compression_rate)
     return dense, compact.eval(), report
 
 

@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -36,8 +36,13 @@ from ._validation import _check_float, _check_int, _seed_sequence
 from .dataset_files import load_cifar10, load_digits, load_mnist_idx
 from .generated_data import ridge_teacher, synthetic_fedprox
 from .partition import make_partition
+from .rng import purpose_seed
 
-__all__ = ["DATASETS", "FederatedData", "build_federated_data"]
+if TYPE_CHECKING:
+    from .config import SimConfig
+
+__all__ = ["DATASETS", "DATA_FIELDS", "FederatedData", "build_federated_data",
+           "data_from_config"]
 
 Task = Literal["classification", "regression"]
 
@@ -424,3 +429,33 @@ def build_federated_data(
         num_outputs=num_outputs,
         w_true=w_true,
     )
+
+
+# the SimConfig fields that decide a run's data (and nothing else does)
+DATA_FIELDS = ("dataset", "num_clients", "partition", "dirichlet_alpha", "seed",
+               "test_fraction", "data_dir", "dataset_kwargs")
+
+
+def data_from_config(config: SimConfig) -> FederatedData:
+    """The federated data of a run: the one mapping from a config to its data.
+
+    The simulator, the experiments runner and the Flower engine all call this, so a
+    config means the same data everywhere. Only :data:`DATA_FIELDS` are read; the
+    seed reaches the data builder as its own child stream
+    (:func:`fl_sim.rng.purpose_seed` with ``"data"``).
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run.
+
+    Returns
+    -------
+    FederatedData
+        On the CPU, in the dtypes of the builder (the simulator casts and moves it).
+    """
+    return build_federated_data(config.dataset, config.num_clients, config.partition,
+                                purpose_seed(config.seed, "data"),
+                                alpha=config.dirichlet_alpha,
+                                test_fraction=config.test_fraction, data_dir=config.data_dir,
+                                **config.dataset_kwargs)

@@ -43,8 +43,6 @@ class History(JsonFile):
     config: dict[str, Any]
     records: list[RoundRecord] = field(default_factory=list)
     initial: dict[str, Any] = field(default_factory=dict)  # metrics of w_0 (round 0)
-    # the final global model of a run (not saved with the history; see checkpoints)
-    final_params: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def column(self, name: str) -> list[Any]:
         """One metric over rounds, e.g. ``history.column("test_accuracy")``."""

@@ -23,11 +23,11 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from .models import per_sample_loss
+from .params import Params
 from .schedules import LearningRate
 
-__all__ = ["LocalTrainer", "Params", "StepObserver"]
+__all__ = ["LocalTrainer", "StepObserver"]
 
-Params = dict[str, torch.Tensor]
 StepObserver = Callable[[int, Params], None]  # (local step j, stacked local iterates)
 
 

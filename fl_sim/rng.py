@@ -1,9 +1,18 @@
-"""Separate random streams per purpose (DESIGN §2).
+"""The one owner of the seed: every purpose draws from its own stream (docs/architecture.md).
 
-Data split, model init, client sampling, minibatches and compression each draw
-from their own generator, all derived from one seed, so that changing (say) the
-compressor does not change which clients are sampled. The runtime streams are
-``torch.Generator`` objects whose states checkpoint as tensors.
+One ``seed`` is split once, by :class:`numpy.random.SeedSequence`, into one child
+per purpose in :data:`PURPOSES`:
+
+- ``data``: data generation, partition and train/test splits (a
+  :class:`~numpy.random.SeedSequence` handed to the data builder, which splits it
+  further for its own sub-steps);
+- ``init``: model initialization;
+- ``sampling``: which clients take part in a round;
+- ``batches``: minibatch indices of local SGD;
+- ``compression``: randomized SVD, QSGD rounding, power-iteration starts.
+
+So changing (say) the compressor does not change which clients are sampled. The
+runtime streams are ``torch.Generator`` objects whose states checkpoint as tensors.
 """
 
 from __future__ import annotations
@@ -13,17 +22,50 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["RandomStreams"]
+__all__ = ["PURPOSES", "RandomStreams", "purpose_seed"]
 
-_PURPOSES = ("init", "sampling", "batches", "compression")
+PURPOSES = ("data", "init", "sampling", "batches", "compression")
+_RUNTIME = PURPOSES[1:]  # torch generators, checkpointed
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def purpose_seed(seed: int, purpose: str) -> np.random.SeedSequence:
+    """The child of ``seed`` that owns ``purpose`` (one of :data:`PURPOSES`).
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed (``SimConfig.seed``), ``>= 0``.
+    purpose : str
+        One of :data:`PURPOSES`.
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose: expected one of {', '.join(PURPOSES)}, got {purpose!r}")
+    children = np.random.SeedSequence(_check_seed(seed)).spawn(len(PURPOSES))
+    return children[PURPOSES.index(purpose)]
+
+
+def _torch_generator(seed_sequence: np.random.SeedSequence) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(int(seed_sequence.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
+    return gen
 
 
 @dataclass
 class RandomStreams:
-    """One generator per purpose, derived from a single seed."""
+    """One stream per purpose, all derived from a single seed by :func:`purpose_seed`."""
 
     seed: int
-    data: np.random.Generator  # data generation and partition (used once, at setup)
+    data: np.random.SeedSequence  # handed to the data builder (used once, at setup)
     init: torch.Generator  # model initialization
     sampling: torch.Generator  # which clients take part in a round
     batches: torch.Generator  # minibatch indices of local SGD
@@ -31,22 +73,16 @@ class RandomStreams:
 
     @classmethod
     def from_seed(cls, seed: int) -> RandomStreams:
-        """Derive independent streams with :class:`numpy.random.SeedSequence`."""
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
-        children = np.random.SeedSequence(int(seed)).spawn(1 + len(_PURPOSES))
-        torch_gens = {}
-        for purpose, child in zip(_PURPOSES, children[1:], strict=True):
-            gen = torch.Generator()
-            gen.manual_seed(int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
-            torch_gens[purpose] = gen
-        return cls(seed=int(seed), data=np.random.default_rng(children[0]), **torch_gens)
+        """Split ``seed`` into one independent stream per purpose."""
+        seed = _check_seed(seed)
+        runtime = {p: _torch_generator(purpose_seed(seed, p)) for p in _RUNTIME}
+        return cls(seed=seed, data=purpose_seed(seed, "data"), **runtime)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """States of the runtime torch streams (for checkpoints)."""
-        return {p: getattr(self, p).get_state() for p in _PURPOSES}
+        return {p: getattr(self, p).get_state() for p in _RUNTIME}
 
     def load_state_dict(self, states: dict[str, torch.Tensor]) -> None:
         """Restore the runtime torch streams."""
-        for p in _PURPOSES:
+        for p in _RUNTIME:
             getattr(self, p).set_state(states[p])

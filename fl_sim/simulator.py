@@ -1,8 +1,9 @@
-"""The in-process simulator: :func:`run` turns a :class:`SimConfig` into a :class:`History`."""
+"""The in-process simulator: :func:`run` turns a :class:`SimConfig` into a :class:`RunResult`."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import time
 from collections.abc import Callable
@@ -18,15 +19,17 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import SimConfig
 from .device import resolve_device
 from .evaluation import evaluate
-from .federated_data import FederatedData, build_federated_data
+from .export import load_params
+from .federated_data import FederatedData, data_from_config
 from .history import History, RoundRecord
-from .local_training import LocalTrainer, Params
+from .local_training import LocalTrainer
 from .models import build_model
+from .params import Params
 from .participation import sample_participants
 from .rng import RandomStreams
 from .schedules import make_schedule
 
-__all__ = ["Observer", "Simulation", "setup", "run"]
+__all__ = ["Observer", "RunResult", "Simulation", "setup", "run"]
 
 # fields that may differ between a checkpoint and the run resuming it: a run can be
 # extended to more rounds, or written elsewhere
@@ -49,6 +52,24 @@ class Simulation:
         """``w_0`` as a dict of detached tensors."""
         return {n: p.detach().clone() for n, p in self.model.named_parameters()}
 
+    def model_with(self, params: Params) -> nn.Module:
+        """A copy of the model holding ``params`` (the template is left unchanged)."""
+        return load_params(copy.deepcopy(self.model), params)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` gives back: the history, the final model and the run's parts."""
+
+    history: History  # config and one record per round
+    params: Params  # the final global model w_R
+    simulation: Simulation  # data, model template, algorithm, device of the run
+
+    @property
+    def model(self) -> nn.Module:
+        """The final global model as an ``nn.Module`` (a fresh copy on each access)."""
+        return self.simulation.model_with(self.params)
+
 
 def _init_model(config: SimConfig, data: FederatedData, streams: RandomStreams,
                 dtype: torch.dtype, device: torch.device) -> nn.Module:
@@ -65,16 +86,14 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
     config : SimConfig
         The run.
     data : FederatedData, optional
-        Prebuilt data (must come from the same config); built from the config if omitted.
+        Prebuilt data (must come from the same config); built by
+        :func:`fl_sim.federated_data.data_from_config` if omitted.
     """
     device = resolve_device(config.device)
     dtype = getattr(torch, config.dtype)
     streams = RandomStreams.from_seed(config.seed)
     if data is None:
-        data = build_federated_data(config.dataset, config.num_clients, config.partition,
-                                    config.seed, alpha=config.dirichlet_alpha,
-                                    test_fraction=config.test_fraction,
-                                    data_dir=config.data_dir, **config.dataset_kwargs)
+        data = data_from_config(config)
     if config.participation == "scheme2" and config.clients_per_round > data.num_clients:
         raise ValueError(f"clients_per_round: K={config.clients_per_round} exceeds the "
                          f"{data.num_clients} clients of {config.dataset}")
@@ -89,12 +108,7 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
                            client_sizes=data.client_sizes.cpu(), local_steps=config.local_steps,
                            batch_size=config.batch_size, weight_decay=config.weight_decay,
                            schedule=schedule, vectorized=config.vectorized)
-    algorithm = make_algorithm(config.algorithm, policy_down=config.policy_down,
-                               policy_up=config.policy_up, method=config.method,
-                               min_rate=config.min_rate, max_rank=config.max_rank,
-                               overrides=config.policy_overrides,
-                               update_rank=config.update_rank, topk_ratio=config.topk_ratio,
-                               qsgd_levels=config.qsgd_levels)
+    algorithm = make_algorithm(config)
     return Simulation(config, device, data, model, trainer, algorithm, streams)
 
 
@@ -168,7 +182,7 @@ def run(
     resume_from: str | Path | None = None,
     progress: bool = False,
     observer: Observer | None = None,
-) -> History:
+) -> RunResult:
     """Run a federated simulation.
 
     Parameters
@@ -189,8 +203,10 @@ def run(
 
     Returns
     -------
-    History
-        Config and one :class:`RoundRecord` per round.
+    RunResult
+        ``.history`` (config and one :class:`RoundRecord` per round), ``.params``
+        (the final global model), ``.model`` (it as an ``nn.Module``) and
+        ``.simulation`` (the run's data, model template and algorithm).
     """
     with _flushed_denormals():
         return _run(config, data=data, w_star=w_star, resume_from=resume_from,
@@ -212,7 +228,7 @@ def _flushed_denormals():
         torch.set_flush_denormal(False)
 
 
-def _run(config: SimConfig, *, data, w_star, resume_from, progress, observer) -> History:
+def _run(config: SimConfig, *, data, w_star, resume_from, progress, observer) -> RunResult:
     sim = setup(config, data)
     history = History(config=config.to_dict())
     if resume_from is not None:
@@ -268,5 +284,4 @@ def _run(config: SimConfig, *, data, w_star, resume_from, progress, observer) ->
             save_checkpoint(Path(config.output_dir) / "checkpoint.pt",
                             Checkpoint(config.to_dict(), state, sim.streams.state_dict(),
                                        history.to_dict()))
-    history.final_params = state.params
-    return history
+    return RunResult(history=history, params=state.params, simulation=sim)

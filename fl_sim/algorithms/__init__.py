@@ -1,69 +1,85 @@
 """Federated algorithms: FedAvg, FedDLR (reconstructed) and its ablations, update-compression
-baselines. Build one by name with :func:`make_algorithm`."""
+baselines.
+
+:data:`ALGORITHMS` is the one registry: name -> builder ``(SimConfig) -> Algorithm``.
+Every hyperparameter's default lives in :class:`fl_sim.config.SimConfig`; a builder
+reads the fields it needs. Policy strings are parsed here, once, at the boundary
+between the config and the algorithm objects. Adding an algorithm is one builder and
+one entry below (docs/architecture.md, "Add an algorithm").
+"""
 
 from __future__ import annotations
 
-from lowrank import parse_policy
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lowrank import RankPolicy, parse_policy
 
 from .base import Algorithm, RoundComms, RoundContext, ServerState
 from .model_compression import ModelCompression
 from .update_compression import UpdateCompression, lowrank_update, qsgd, topk_ef
 
-__all__ = ["ALGORITHMS", "Algorithm", "ModelCompression", "RoundComms", "RoundContext",
-           "ServerState", "UpdateCompression", "make_algorithm"]
+if TYPE_CHECKING:
+    from ..config import SimConfig
 
-ALGORITHMS = ("fedavg", "feddlr", "feddlr_up", "feddlr_down", "lowrank_update", "topk_ef",
-              "qsgd")
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmBuilder", "ModelCompression", "RoundComms",
+           "RoundContext", "ServerState", "UpdateCompression", "make_algorithm",
+           "parse_overrides"]
+
+AlgorithmBuilder = Callable[["SimConfig"], Algorithm]
 
 
-def make_algorithm(
-    name: str,
-    *,
-    policy_down: str = "energy:0.99",
-    policy_up: str = "energy:0.99",
-    method: str = "exact",
-    min_rate: float = 1.0,
-    max_rank: int | None = None,
-    overrides: dict[str, str | None] | None = None,
-    update_rank: int = 4,
-    topk_ratio: float = 0.05,
-    qsgd_levels: int = 16,
-) -> Algorithm:
-    """An algorithm by name, with its hyperparameters.
+def parse_overrides(overrides: dict[str, str | None] | None) -> dict[str, RankPolicy | None]:
+    """Per-layer policies with their strings parsed (``None`` stays: send dense)."""
+    out: dict[str, RankPolicy | None] = {}
+    for pattern, spec in (overrides or {}).items():
+        try:
+            out[pattern] = None if spec is None else parse_policy(spec)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"policy_overrides[{pattern!r}]: {exc}") from exc
+    return out
+
+
+def _model_compression(name: str, down: bool, up: bool) -> AlgorithmBuilder:
+    """Builder of one member of the FedDLR family (FedAvg when neither link compresses)."""
+
+    def build(config: SimConfig) -> ModelCompression:
+        return ModelCompression(
+            name=name,
+            down=parse_policy(config.policy_down) if down else None,
+            up=parse_policy(config.policy_up) if up else None,
+            method=config.method, min_compression_rate=config.min_compression_rate,
+            max_rank=config.max_rank, overrides=parse_overrides(config.policy_overrides) or None)
+
+    return build
+
+
+ALGORITHMS: dict[str, AlgorithmBuilder] = {
+    "fedavg": _model_compression("fedavg", down=False, up=False),
+    "feddlr": _model_compression("feddlr", down=True, up=True),
+    "feddlr_up": _model_compression("feddlr_up", down=False, up=True),
+    "feddlr_down": _model_compression("feddlr_down", down=True, up=False),
+    "lowrank_update": lambda config: lowrank_update(config.update_rank),
+    "topk_ef": lambda config: topk_ef(config.topk_ratio),
+    "qsgd": lambda config: qsgd(config.qsgd_levels),
+}
+
+
+def make_algorithm(config: SimConfig) -> Algorithm:
+    """The algorithm a config names, with the config's hyperparameters.
 
     Parameters
     ----------
-    name : str
-        One of :data:`ALGORITHMS`.
-    policy_down, policy_up : str
-        Rank policies of the FedDLR family (``"energy:0.99"``, ``"fixed:8"``...).
-    method : str
-        Decomposition for the FedDLR family.
-    min_rate : float
-        Raw-vs-factors rule of :func:`lowrank.compress_state`.
-    max_rank : int, optional
-        Sketch size for spectrum-based policies with sketching methods.
-    overrides : dict, optional
-        Per-layer policies for the FedDLR family by ``fnmatch`` pattern; ``None`` = dense.
-    update_rank : int
-        Rank of ``lowrank_update``.
-    topk_ratio : float
-        Fraction of entries kept by ``topk_ef``.
-    qsgd_levels : int
-        Levels of ``qsgd``.
+    config : SimConfig
+        ``config.algorithm`` is a key of :data:`ALGORITHMS`.
+
+    Returns
+    -------
+    Algorithm
     """
-    family = {"fedavg": (False, False), "feddlr": (True, True), "feddlr_up": (False, True),
-              "feddlr_down": (True, False)}
-    if name in family:
-        down, up = family[name]
-        return ModelCompression(name=name, down=parse_policy(policy_down) if down else None,
-                                up=parse_policy(policy_up) if up else None, method=method,
-                                min_rate=min_rate, max_rank=max_rank,
-                                overrides=dict(overrides) if overrides else None)
-    if name == "lowrank_update":
-        return lowrank_update(update_rank)
-    if name == "topk_ef":
-        return topk_ef(topk_ratio)
-    if name == "qsgd":
-        return qsgd(qsgd_levels)
-    raise ValueError(f"algorithm: unknown {name!r}; expected one of {', '.join(ALGORITHMS)}")
+    try:
+        builder = ALGORITHMS[config.algorithm]
+    except KeyError:
+        raise ValueError(f"algorithm: unknown {config.algorithm!r}; expected one of "
+                         f"{', '.join(ALGORITHMS)}") from None
+    return builder(config)

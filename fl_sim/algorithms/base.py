@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..params import Params
 from ..participation import Participation
 
-__all__ = ["Params", "ServerState", "RoundContext", "RoundComms", "Algorithm",
+__all__ = ["ServerState", "RoundContext", "RoundComms", "Algorithm",
            "broadcast", "weighted_sum", "aggregation_error"]
 
-Params = dict[str, torch.Tensor]
 TrainFn = Callable[[Params, torch.Tensor], Params]
 
 

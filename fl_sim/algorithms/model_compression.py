@@ -1,6 +1,6 @@
 """FedDLR and its ablations: low-rank compression of the *model* on either link.
 
-One round (DESIGN §1, reconstructed from the paper's abstract):
+One round (docs/theory.md §0, reconstructed from the paper's abstract):
 
 1. the server compresses the global model, ``w_hat = C_s(w_r)``, and broadcasts
    the factors (dense if no downlink policy);
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from lowrank import CompressedState, RankPolicy, compress_state, state_nbytes
 
+from ..params import Params
 from .base import (
     Algorithm,
-    Params,
     RoundComms,
     RoundContext,
     ServerState,
@@ -51,8 +51,9 @@ class ModelCompression(Algorithm):
         Client-side policy; None uploads dense models.
     method : str
         Decomposition (``exact``, ``randomized``, ``power``).
-    min_rate : float
-        A layer goes as factors only if ``r (m + n) min_rate < m n``.
+    min_compression_rate : float
+        A layer goes as factors only where they are this many times smaller
+        (:func:`lowrank.accounting.sends_factors`).
     max_rank : int or None
         Sketch size for spectrum-based policies with sketching methods.
     overrides : dict or None
@@ -63,12 +64,13 @@ class ModelCompression(Algorithm):
     down: RankPolicy | None  # server -> clients
     up: RankPolicy | None  # clients -> server
     method: str = "exact"
-    min_rate: float = 1.0
+    min_compression_rate: float = 1.0
     max_rank: int | None = None
     overrides: dict[str, RankPolicy | str | None] | None = None
 
     def _compress(self, params: Params, policy: RankPolicy, ctx: RoundContext, batched: bool):
-        return compress_state(params, policy, method=self.method, min_rate=self.min_rate,
+        return compress_state(params, policy, method=self.method,
+                              min_compression_rate=self.min_compression_rate,
                               overrides=self.overrides,
                               batched=batched, max_rank=self.max_rank, generator=ctx.generator)
 

@@ -23,9 +23,9 @@ import torch
 from lowrank import QSGD, ErrorFeedback, TopK, state_nbytes
 from lowrank.powersgd import PowerSGD
 
+from ..params import Params
 from .base import (
     Algorithm,
-    Params,
     RoundComms,
     RoundContext,
     ServerState,

@@ -7,9 +7,14 @@ import math
 import pytest
 import torch
 
-from fl_sim.algorithms import RoundContext, make_algorithm
+from fl_sim import SimConfig
+from fl_sim.algorithms import ALGORITHMS, ModelCompression, RoundContext, make_algorithm
 from fl_sim.participation import sample_participants
-from lowrank import compress_state, state_nbytes
+from lowrank import FixedRank, RankRatio, compress_state, state_nbytes
+
+
+def _alg(name, **config):
+    return make_algorithm(SimConfig(algorithm=name, **config))
 
 
 def _params(seed=0):
@@ -36,9 +41,10 @@ def _ctx(n_clients=4):
 
 
 def test_feddlr_at_full_rank_equals_fedavg():
-    fedavg = make_algorithm("fedavg")
-    feddlr = make_algorithm("feddlr", policy_down="fixed:100", policy_up="fixed:100",
-                            min_rate=0.01)  # min_rate small: factors are sent, not raw
+    fedavg = _alg("fedavg")
+    # min_compression_rate small: factors are sent, not raw
+    feddlr = _alg("feddlr", policy_down="fixed:100", policy_up="fixed:100",
+                  min_compression_rate=0.01)
     s_avg, _ = fedavg.round(fedavg.init(_params(), 4), _ctx())
     s_dlr, comms = feddlr.round(feddlr.init(_params(), 4), _ctx())
     assert comms.ranks_down["a.weight"] == 8  # full rank, sent as factors
@@ -48,7 +54,7 @@ def test_feddlr_at_full_rank_equals_fedavg():
 
 
 def test_byte_ledger_equals_payload_sizes():
-    alg = make_algorithm("feddlr", policy_down="fixed:2", policy_up="fixed:3")
+    alg = _alg("feddlr", policy_down="fixed:2", policy_up="fixed:3")
     state = alg.init(_params(), 4)
     new_state, comms = alg.round(state, _ctx())
     down = compress_state(state.params, "fixed:2")
@@ -63,7 +69,7 @@ def test_byte_ledger_equals_payload_sizes():
 
 
 def test_client_error_is_the_weighted_reconstruction_error():
-    alg = make_algorithm("feddlr_up", policy_up="fixed:1")
+    alg = _alg("feddlr_up", policy_up="fixed:1")
     state = alg.init(_params(), 4)
     new_state, comms = alg.round(state, _ctx())
     local = _fake_train({n: p.unsqueeze(0).expand(4, *p.shape) for n, p in
@@ -77,7 +83,7 @@ def test_client_error_is_the_weighted_reconstruction_error():
 
 @pytest.mark.parametrize("name", ["lowrank_update", "topk_ef", "qsgd"])
 def test_update_compression_sends_less_and_tracks_its_error(name):
-    alg = make_algorithm(name, update_rank=1, topk_ratio=0.1, qsgd_levels=4)
+    alg = _alg(name, update_rank=1, topk_ratio=0.1, qsgd_levels=4)
     state = alg.init(_params(), 4)
     new_state, comms = alg.round(state, _ctx())
     dense = state_nbytes(state.params)
@@ -89,7 +95,7 @@ def test_update_compression_sends_less_and_tracks_its_error(name):
 
 
 def test_error_feedback_residual_is_what_was_not_sent():
-    alg = make_algorithm("topk_ef", topk_ratio=0.1)
+    alg = _alg("topk_ef", topk_ratio=0.1)
     state = alg.init(_params(), 4)
     new_state, _ = alg.round(state, _ctx())
     local = _fake_train({n: p.unsqueeze(0).expand(4, *p.shape) for n, p in
@@ -102,7 +108,32 @@ def test_error_feedback_residual_is_what_was_not_sent():
 
 
 def test_unknown_algorithm_lists_the_valid_names():
-    with pytest.raises(ValueError, match="fedavg, feddlr"):
-        make_algorithm("fedsgd")
-    with pytest.raises(ValueError, match="ratio"):
-        make_algorithm("topk_ef", topk_ratio=1.5)
+    with pytest.raises(ValueError, match="algorithm: .*fedavg, feddlr"):
+        SimConfig(algorithm="fedsgd")
+    with pytest.raises(ValueError, match="ratio"):  # built (so validated) with the config
+        SimConfig(algorithm="topk_ef", topk_ratio=1.5)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_every_registered_algorithm_builds_from_the_default_config(name):
+    alg = make_algorithm(SimConfig(algorithm=name))
+    assert alg.name == name
+
+
+def test_policies_are_parsed_once_at_the_config_boundary():
+    alg = _alg("feddlr", policy_down="ratio:0.5", policy_up="fixed:3",
+               policy_overrides={"*out*": None, "a.*": "fixed:1"})
+    assert isinstance(alg, ModelCompression)
+    assert alg.down == RankRatio(0.5) and alg.up == FixedRank(3)
+    assert alg.overrides == {"*out*": None, "a.*": FixedRank(1)}
+    with pytest.raises(ValueError, match="policy_up"):
+        SimConfig(policy_up="ratio:2")
+    with pytest.raises(ValueError, match=r"policy_overrides\['a\.\*'\]"):
+        SimConfig(policy_overrides={"a.*": "bogus:1"})
+
+
+def test_adding_an_algorithm_touches_one_registry(monkeypatch):
+    fedavg = ALGORITHMS["fedavg"]
+    monkeypatch.setitem(ALGORITHMS, "my_fedavg", fedavg)
+    cfg = SimConfig(algorithm="my_fedavg")  # the config accepts it: no second list
+    assert make_algorithm(cfg).name == "fedavg"

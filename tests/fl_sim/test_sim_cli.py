@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from fl_sim import SimConfig, run, setup
+from fl_sim import SimConfig, run
 from fl_sim.cli import main
 from fl_sim.evaluation import evaluate
 from fl_sim.export import export_compact
@@ -43,16 +43,16 @@ def test_exported_compact_model_matches_the_broadcast_model():
     cfg = SimConfig(num_clients=4, rounds=3, model_kwargs={"hidden": [32, 32]},
                     algorithm="feddlr", policy_down="fixed:4", policy_up="fixed:4",
                     partition="iid", device="cpu", policy_overrides={"*out*": None})
-    h = run(cfg)
-    sim = setup(cfg)
-    dense, compact, report = export_compact(sim.model, h.final_params, cfg.policy_down,
+    result = run(cfg)
+    sim = result.simulation
+    dense, compact, report = export_compact(sim.model, result.params, cfg.policy_down,
                                             overrides=cfg.policy_overrides)
     assert report.ranks == {"net.fc1": 4, "net.fc2": 4} and "net.out" in report.kept_dense
     assert report.params_after < report.params_before
     # the compact model computes exactly what the truncated (broadcast) model computes
     from lowrank import compress_state
 
-    broadcast = compress_state(h.final_params, "fixed:4",
+    broadcast = compress_state(result.params, "fixed:4",
                                overrides=cfg.policy_overrides).decompress()
     with torch.no_grad():
         ref = torch.func.functional_call(sim.model, broadcast, (sim.data.test_x,))
