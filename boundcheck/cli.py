@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import sys
 import time
 from pathlib import Path
+
+from fl_sim.json_file import write_json
 
 from .check import check
 from .problems import ridge_problem, synthetic_problem
@@ -128,8 +129,7 @@ def _cmd_grid(a) -> int:
         for r in res.reports],
         "floors": None if res.floors is None else res.floors.to_dict(),
         "seconds": res.seconds, "machine": machine}
-    from .report import _jsonable
-    (out / "grid.json").write_text(json.dumps(_jsonable(payload), indent=1))
+    write_json(out / "grid.json", payload)
     # a few plots: FedAvg and FedDLR at E=5 with full participation, per problem
     for rep in res.reports:
         cfg = rep.config

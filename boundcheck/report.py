@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from fl_sim.json_file import JsonFile
+from fl_sim.json_file import JsonFile, from_jsonable, to_jsonable
 
 __all__ = ["BoundReport"]
 
@@ -91,35 +90,17 @@ class BoundReport(JsonFile):
 
     # ---------------------------------------------------------------- JSON I/O
     def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+        """Every field and the summary, as plain JSON types (``to_jsonable``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["summary"] = self.summary()
-        return _jsonable(out)
+        return to_jsonable(out)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BoundReport:
+        """Inverse of :meth:`to_dict` (``"inf"``/``"nan"`` strings back to floats)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in data.items() if k in names}
+        kw = {k: v for k, v in from_jsonable(data).items() if k in names}
         for k in _ARRAYS:
             kw[k] = np.asarray(kw[k], dtype=np.float64)
         return cls(**kw)
 
-
-def _jsonable(v):
-    """Plain JSON types; non-finite floats as strings (JSON has no inf/nan)."""
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, np.bool_ | bool):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        v = float(v)
-        return v if math.isfinite(v) else str(v)
-    return v

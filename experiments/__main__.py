@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shlex
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from fl_sim.json_file import read_json, to_jsonable, write_json
 
 from .communication import run_communication
 from .computation import run_computation
@@ -41,16 +42,6 @@ def _machine() -> str:
             + (f", load average at start {load[0]:.2f}" if load else ""))
 
 
-def _jsonable(o):
-    if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
-        return None
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_jsonable(v) for v in o]
-    return o
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny grid for CI (structure only)")
@@ -64,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true",
                     help="no runs: rebuild figures and report from <out>/results.json")
     args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; the entry point, not the library, picks the backend
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL
@@ -81,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         "engines": run_engines(grid.bench_rounds, runner,
                                flower=grid.flower and not args.no_flower),
     }
-    import matplotlib
     import numpy
 
     results["meta"] = {
@@ -101,22 +94,16 @@ def _write(results: dict, out: Path, report: Path, quick: bool) -> int:
     discussion = DISCUSSION.read_text() if DISCUSSION.exists() and not quick else \
         "## Discussion\n\n(quick mode: structure check only; numbers are not meaningful.)"
     write_report(results, report, rel, discussion)
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1))
+    write_json(out / "results.json", results)
     print(f"\nwrote {report}, {out / 'results.json'} and {len(figures)} figures "
           f"(runs took {results['meta']['seconds'] / 60:.1f} min)")
-    print(json.dumps(_jsonable(results["targets"]), indent=1))
+    print(json.dumps(to_jsonable(results["targets"]), indent=1))
     return 0
 
 
 def _rebuild(out: Path, report: Path, grid: str) -> int:
     """Figures and report again from a stored results.json (e.g. after editing the text)."""
-    def restore(o):  # JSON null stands for inf/nan of the floors
-        if isinstance(o, dict):
-            return {k: (math.inf if v is None and k.startswith("floor_") else restore(v))
-                    for k, v in o.items()}
-        return [restore(v) for v in o] if isinstance(o, list) else o
-
-    results = restore(json.loads((out / "results.json").read_text()))
+    results = read_json(out / "results.json")
     results["parameters"]["convex"] = convex_choices(results["parameters"]["convex"])
     return _write(results, out, report, quick=results["meta"]["grid"] == "quick")
 

@@ -10,6 +10,7 @@ import torch
 
 from experiments.__main__ import main
 from experiments.settings import QUICK
+from fl_sim.json_file import read_json
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def quick_run(tmp_path_factory):
         assert main(["--quick", "--threads", "1", "--out", str(out), "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
-    return out, json.loads((out / "results.json").read_text())
+    return out, read_json(out / "results.json")
 
 
 def _finite(values) -> bool:
@@ -89,3 +90,20 @@ def test_computation_and_engines(quick_run):
     assert _finite(v["median_s"] for v in eng["fl_sim"].values())
     assert "status" in eng["flower"]
     assert set(res["targets"]) == {"communication", "computation"}
+
+
+def test_results_json_is_strict(quick_run):
+    out, _ = quick_run
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    json.loads((out / "results.json").read_text(), parse_constant=refuse)
+
+
+def test_rebuild_reproduces_the_report(quick_run):
+    out, res = quick_run
+    report = (out / "results.md").read_text()
+    assert main(["--rebuild", "--out", str(out)]) == 0
+    assert (out / "results.md").read_text() == report
+    assert read_json(out / "results.json")["targets"] == res["targets"]
