@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from tabulate import tabulate
 
 from fl_sim import SimConfig
 from theory.bounds import constant_step_round, fixed_point
@@ -63,12 +64,14 @@ class FloorComparison:
                 "agrees": self.agrees}
 
     def markdown(self) -> str:
-        lines = ["| rank | e_s (RMS) | e_c (RMS) | predicted floor d_inf^2 | measured floor | "
-                 "bound/measured |", "|---|---|---|---|---|---|"]
-        for r, es, ec, p, m in zip(self.ranks, self.e_s, self.e_c, self.predicted_dist_sq,
-                                   self.measured_dist_sq, strict=True):
-            lines.append(f"| {r} | {es:.3g} | {ec:.3g} | {p:.4g} | {m:.4g} | {p / m:.3g} |")
-        lines.append("")
+        """One row per rank (a GitHub markdown table), then whether the orderings agree."""
+        headers = ["rank", "e_s (RMS)", "e_c (RMS)", "predicted floor d_inf^2",
+                   "measured floor", "bound/measured"]
+        rows = [[str(r), f"{es:.3g}", f"{ec:.3g}", f"{p:.4g}", f"{m:.4g}", f"{p / m:.3g}"]
+                for r, es, ec, p, m in zip(self.ranks, self.e_s, self.e_c,
+                                           self.predicted_dist_sq, self.measured_dist_sq,
+                                           strict=True)]
+        lines = [tabulate(rows, headers, tablefmt="github", disable_numparse=True), ""]
         lines.append(f"Ordering (largest floor first): predicted {self.predicted_order}, "
                      f"measured {self.measured_order}: "
                      f"{'agree' if self.agrees else 'DISAGREE'}.")

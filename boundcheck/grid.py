@@ -1,15 +1,16 @@
-"""The validation grid: every configuration the issue asks for, and its markdown table.
+"""The validation grid of docs/theory.md §11 ("The grid"), and its markdown table.
 
-Problems (docs/theory.md, "Checking the bound against runs"):
+The results are recorded in docs/figures/bounds/table.md (``python -m boundcheck grid``).
+Problems (docs/theory.md §11, "Checking the bound against runs"):
 
 - ridge teacher: 10 clients x 50 samples (40 train: balanced), W 20 x 5, spectrum
   2^-(i-1), heterogeneity 0.3, lam 0.1;
 - FedProx synthetic(1,1), logistic regression, 60 features, 10 classes, 10 clients,
   lam 1e-2: sizes capped at 200 (unequal) for full participation, at 50 (every
-  FedProx client has >= 50 samples, so all equal: balanced) for scheme II.
+  FedProx client has >= 50 samples, so all equal: balanced) for scheme2.
 
 Algorithms: FedAvg; FedDLR with EnergyThreshold 0.9, 0.99 and FixedRank 2 on both
-sides. E in {1, 5, 20}; full participation and scheme II (K = 5 of 10). Constant step
+sides. E in {1, 5, 20}; full participation and scheme2 (K = 5 of 10). Constant step
 1/(4L); minibatch 5; >= 5 seeds. Rounds per E keep the step count moderate.
 Plus one Li-schedule row per problem and the FixedRank floor ordering on ridge.
 """
@@ -21,6 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tabulate import tabulate
+
+from fl_sim.json_file import to_jsonable
 
 from .check import check
 from .floors import FloorComparison, floor_ordering
@@ -94,14 +99,14 @@ def run_grid(seeds: int = 5, quick: bool = False, with_floors: bool = True,
             f"({time.perf_counter() - t:.1f}s)")
         if save_each is not None:
             with (save_each / "grid_progress.jsonl").open("a") as fh:
-                fh.write(json.dumps(s) + "\n")
+                fh.write(json.dumps(to_jsonable(s), allow_nan=False) + "\n")
     floors = None
     if with_floors:
         prob = probs["ridge"]
         base = prob.config(local_steps=5, rounds=30 if quick else 120)
         floors = floor_ordering(prob, base, ranks=(1, 2, 3) if quick else (1, 2, 3, 5),
                                 seeds=seeds)
-        log("floors: " + json.dumps(floors.to_dict()))
+        log("floors: " + json.dumps(to_jsonable(floors.to_dict())))
     return GridResult(reports, floors, time.perf_counter() - t0)
 
 
@@ -113,10 +118,10 @@ def markdown_table(reports: list[BoundReport]) -> str:
     ratio over ``r >= 1`` in brackets and "NO" appended if it fails on some round; "n/a"
     under partial participation.
     """
-    lines = ["| config | rounds | seeds | bound/measured at last round | max ratio | "
-             "min ratio (r >= 1) | holds | tightness, one sup for the run | dominant term of B "
-             "| tightness with measured drift (min ratio r >= 1) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    headers = ["config", "rounds", "seeds", "bound/measured at last round", "max ratio",
+               "min ratio (r >= 1)", "holds", "tightness, one sup for the run",
+               "dominant term of B", "tightness with measured drift (min ratio r >= 1)"]
+    rows = []
     for rep in reports:
         s = rep.summary()
         if s.get("tightness_measured_drift") is None:
@@ -124,8 +129,8 @@ def markdown_table(reports: list[BoundReport]) -> str:
         else:
             md = (f"{s['tightness_measured_drift']:.3g} ({s['min_ratio_measured_drift']:.3g})"
                   + ("" if s["holds_measured_drift"] else " NO"))
-        lines.append(f"| {rep.label} | {s['rounds']} | {s['seeds']} | {s['tightness']:.3g} | "
-                     f"{s['max_ratio']:.3g} | {s['min_ratio_after_0']:.3g} | "
-                     f"{'yes' if s['holds'] else 'NO'} | {s['tightness_global']:.3g} | "
-                     f"{(s['dominant'] or '').split(' ')[0]} | {md} |")
-    return "\n".join(lines)
+        rows.append([rep.label, str(s["rounds"]), str(s["seeds"]), f"{s['tightness']:.3g}",
+                     f"{s['max_ratio']:.3g}", f"{s['min_ratio_after_0']:.3g}",
+                     "yes" if s["holds"] else "NO", f"{s['tightness_global']:.3g}",
+                     (s["dominant"] or "").split(" ")[0], md])
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)

@@ -1,16 +1,25 @@
-"""Markdown tables, PNG figures and the results report from the experiments' numbers."""
+"""Markdown tables, PNG figures and the results report from the experiments' numbers.
+
+Tables are GitHub markdown from :func:`tabulate.tabulate` (cells formatted here, so
+numeric parsing is off). Plot helpers take ``ax=None`` and return ``(fig, ax, data)``
+with ``data`` the plotted numbers; :func:`write_figures` composes them. This module
+never selects a matplotlib backend (``python -m experiments`` does).
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from tabulate import tabulate
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-__all__ = ["comm_table", "write_figures", "write_report", "targets"]
+__all__ = ["comm_table", "computation_table", "convex_table", "engines_text",
+           "paired_table", "plot_convex_floors", "plot_paired", "plot_policies",
+           "plot_setting", "policy_table", "targets", "write_figures", "write_report"]
 
 DPI = 80
 
@@ -21,104 +30,112 @@ def _f(v, fmt=".3f", none="-") -> str:
     return format(v, fmt)
 
 
+def _md(rows: list[list[str]], headers: list[str]) -> str:
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+
+
 def comm_table(setting: dict) -> str:
-    lines = [f"Target accuracy {setting['target']:.2f} (95% of FedAvg's mean final accuracy, "
-             f"rounded down); {setting['rounds']} rounds, seeds {setting['seeds']}.", "",
-             "| algorithm | final acc (mean ± std) | Δ vs FedAvg | up MB | down MB | total MB "
-             "| bytes ratio vs FedAvg | MB to target (reached) | to-target ratio | s/round |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in setting["rows"]:
-        lines.append(
-            f"| {r['algorithm']} | {r['acc_mean']:.4f} ± {r['acc_std']:.4f} | "
-            f"{100 * r['acc_gap']:+.2f} pt | {r['up_mb']:.1f} | {r['down_mb']:.1f} | "
-            f"{r['total_mb']:.1f} | {r['ratio']:.2f}x | {_f(r['to_target_mb'], '.1f')} "
-            f"({r['reached']}/{r['seeds']}) | {_f(r['to_target_ratio'], '.2f')}x | "
-            f"{r['seconds_per_round']:.3f} |")
-    return "\n".join(lines)
+    """Experiment 1: one row per algorithm of a setting, with its caption line."""
+    headers = ["algorithm", "final acc (mean ± std)", "Δ vs FedAvg", "up MB", "down MB",
+               "total MB", "bytes ratio vs FedAvg", "MB to target (reached)",
+               "to-target ratio", "s/round"]
+    rows = [[r["algorithm"], f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
+             f"{100 * r['acc_gap']:+.2f} pt", f"{r['up_mb']:.1f}", f"{r['down_mb']:.1f}",
+             f"{r['total_mb']:.1f}", f"{r['ratio']:.2f}x",
+             f"{_f(r['to_target_mb'], '.1f')} ({r['reached']}/{r['seeds']})",
+             f"{_f(r['to_target_ratio'], '.2f')}x", f"{r['seconds_per_round']:.3f}"]
+            for r in setting["rows"]]
+    return (f"Target accuracy {setting['target']:.2f} (95% of FedAvg's mean final accuracy, "
+            f"rounded down); {setting['rounds']} rounds, seeds {setting['seeds']}.\n\n"
+            + _md(rows, headers))
 
 
 def policy_table(p: dict) -> str:
-    lines = ["| run | a-priori q² (max layer) | measured ‖C_s(w_R)−w_R‖²/‖w_R‖² | ranks sent down "
-             "(last round) | predicted MB/round | measured MB/round | total MB | final acc |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in p["rows"]:
-        lines.append(
-            f"| {r['label']} | {r['q2']:.3f} | {_f(r.get('measured_rel_err2'), '.1e')} | "
-            f"{r.get('ranks_down', '-') or 'all dense'} | "
-            f"{_f(r['predicted_mb_per_round'], '.3f', 'adaptive')} | "
-            f"{r['mb_per_round']:.3f} | {r['total_mb']:.1f} | "
-            f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f} |")
-    return "\n".join(lines)
+    """Experiment 2a: one row per rank policy."""
+    headers = ["run", "a-priori q² (max layer)", "measured ‖C_s(w_R)−w_R‖²/‖w_R‖²",
+               "ranks sent down (last round)", "predicted MB/round", "measured MB/round",
+               "total MB", "final acc"]
+    rows = [[r["label"], f"{r['q2']:.3f}", _f(r.get("measured_rel_err2"), ".1e"),
+             str(r.get("ranks_down", "-") or "all dense"),
+             _f(r["predicted_mb_per_round"], ".3f", "adaptive"), f"{r['mb_per_round']:.3f}",
+             f"{r['total_mb']:.1f}", f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}"]
+            for r in p["rows"]]
+    return _md(rows, headers)
+
+
+def _param_label(v: Any) -> str:
+    return "IID" if v is None else (f"N={v[0]}, K={v[1]}" if isinstance(v, list | tuple)
+                                    else str(v))
 
 
 def paired_table(rows: list[dict], key: str, extra: tuple[str, ...] = ()) -> str:
-    head = f"| {key} | FedAvg acc | FedDLR acc | gap (pt) | FedAvg MB | FedDLR MB | ratio |"
-    head += "".join(f" {e} |" for e in extra)
-    lines = [head, "|" + "---|" * (7 + len(extra))]
-    for r in rows:
-        v = r[key]
-        v = "IID" if v is None else (f"N={v[0]}, K={v[1]}" if isinstance(v, list | tuple) else v)
-        line = (f"| {v} | {r['fedavg_acc']:.4f} ± {r['fedavg_std']:.4f} | "
-                f"{r['feddlr_acc']:.4f} ± {r['feddlr_std']:.4f} | {100 * r['gap']:.2f} | "
-                f"{r['fedavg_mb']:.1f} | {r['feddlr_mb']:.1f} | {r['ratio']:.2f}x |")
-        line += "".join(f" {_f(r[e], '.4f')} |" for e in extra)
-        lines.append(line)
-    return "\n".join(lines)
+    """Experiment 2b-d: FedAvg next to FedDLR for each value of ``key``."""
+    headers = [key, "FedAvg acc", "FedDLR acc", "gap (pt)", "FedAvg MB", "FedDLR MB", "ratio",
+               *extra]
+    table = [[_param_label(r[key]), f"{r['fedavg_acc']:.4f} ± {r['fedavg_std']:.4f}",
+              f"{r['feddlr_acc']:.4f} ± {r['feddlr_std']:.4f}", f"{100 * r['gap']:.2f}",
+              f"{r['fedavg_mb']:.1f}", f"{r['feddlr_mb']:.1f}", f"{r['ratio']:.2f}x",
+              *(_f(r[e], ".4f") for e in extra)]
+             for r in rows]
+    return _md(table, headers)
 
 
 def convex_table(c: dict) -> str:
-    lines = ["| rank (fixed, both sides) | q² a priori | e_s (RMS) | e_c (RMS) | "
-             "floor a priori d∞² | floor a posteriori d∞² | measured floor ‖w−w*‖² | "
-             "bound/measured | rounds to target: bound | measured | bytes/round pred | "
-             "measured | final acc |", "|" + "---|" * 13]
+    """Experiment 2e: the bound's floors and choices next to the convex runs."""
+    headers = ["rank (fixed, both sides)", "q² a priori", "e_s (RMS)", "e_c (RMS)",
+               "floor a priori d∞²", "floor a posteriori d∞²", "measured floor ‖w−w*‖²",
+               "bound/measured", "rounds to target: bound", "measured", "bytes/round pred",
+               "measured", "final acc"]
+    rows = []
     for r in c["rows"]:
         ratio = r["floor_aposteriori"] / r["floor_measured"] if r["floor_measured"] else math.nan
-        lines.append(
-            f"| {r['rank']} | {r['q2']:.2f} | {r['e_s']:.3g} | {r['e_c']:.3g} | "
-            f"{_f(r['floor_apriori'], '.3g', 'none')} | {r['floor_aposteriori']:.3g} | "
-            f"{r['floor_measured']:.3g} | {ratio:.3g} | {_f(r['rounds_pred'], 'd', 'never')} | "
-            f"{_f(r['rounds_measured'], 'd', 'not in run')} | {r['bytes_per_round_pred']:,} | "
-            f"{r['bytes_per_round_measured']:,.0f} | {r['acc_mean']:.4f} |")
-    return "\n".join(lines)
+        rows.append([str(r["rank"]), f"{r['q2']:.2f}", f"{r['e_s']:.3g}", f"{r['e_c']:.3g}",
+                     _f(r["floor_apriori"], ".3g", "none"), f"{r['floor_aposteriori']:.3g}",
+                     f"{r['floor_measured']:.3g}", f"{ratio:.3g}",
+                     _f(r["rounds_pred"], "d", "never"),
+                     _f(r["rounds_measured"], "d", "not in run"),
+                     f"{r['bytes_per_round_pred']:,}", f"{r['bytes_per_round_measured']:,.0f}",
+                     f"{r['acc_mean']:.4f}"])
+    return _md(rows, headers)
 
 
 def computation_table(c: dict) -> str:
+    """Experiment 3: the exported compact model against the dense one."""
     b = c["batches"]
-    lines = ["| policy | trained by | ranks | params dense → compact | MACs/sample dense → "
-             "compact | acc dense | acc compact | " + " | ".join(
-                 f"{x}: dense / compact ms (speed-up)" for x in b) + " |",
-             "|" + "---|" * (7 + len(b))]
+    headers = ["policy", "trained by", "ranks", "params dense → compact",
+               "MACs/sample dense → compact", "acc dense", "acc compact",
+               *(f"{x}: dense / compact ms (speed-up)" for x in b)]
+    rows = []
     for r in c["rows"]:
-        t = " | ".join(f"{r['timing'][x]['dense_ms']:.3f} / {r['timing'][x]['compact_ms']:.3f} "
-                       f"({r['timing'][x]['speedup']:.2f}x)" for x in b)
-        lines.append(
-            f"| {r['policy']} | {r['source']} | {r['ranks']} | "
+        rows.append([
+            r["policy"], r["source"], str(r["ranks"]),
             f"{r['params_dense']:,} → {r['params_compact']:,} "
-            f"({r['params_dense'] / r['params_compact']:.2f}x) | {r['flops_dense']:,} → "
-            f"{r['flops_compact']:,} ({r['flops_dense'] / r['flops_compact']:.2f}x) | "
-            f"{r['acc_dense']:.4f} | {r['acc_compact']:.4f} | {t} |")
-    return "\n".join(lines)
+            f"({r['params_dense'] / r['params_compact']:.2f}x)",
+            f"{r['flops_dense']:,} → {r['flops_compact']:,} "
+            f"({r['flops_dense'] / r['flops_compact']:.2f}x)",
+            f"{r['acc_dense']:.4f}", f"{r['acc_compact']:.4f}",
+            *(f"{r['timing'][x]['dense_ms']:.3f} / {r['timing'][x]['compact_ms']:.3f} "
+              f"({r['timing'][x]['speedup']:.2f}x)" for x in b)])
+    return _md(rows, headers)
 
 
 def engines_text(e: dict) -> str:
-    fs = e["fl_sim"]
-    lines = [f"| engine | algorithm | median s/round (rounds 2..{e['rounds']}) | final acc |",
-             "|---|---|---|---|"]
-    for algo, v in fs.items():
-        lines.append(f"| fl_sim (vectorized) | {algo} | {v['median_s']:.4f} | "
-                     f"{_f(v['final_acc'], '.4f')} |")
+    """Experiment 4: seconds per round of fl_sim and, if it ran, Flower."""
+    headers = ["engine", "algorithm", f"median s/round (rounds 2..{e['rounds']})", "final acc"]
+    rows = [["fl_sim (vectorized)", algo, f"{v['median_s']:.4f}", _f(v["final_acc"], ".4f")]
+            for algo, v in e["fl_sim"].items()]
     fl = e["flower"]
     if fl.get("status") == "ran":
-        lines.append(f"| Flower {fl['flwr_version']} simulation (Ray, {fl['num_cpus_per_client']} "
-                     f"CPU per client) | fedavg | {fl['median_s']:.4f} | "
-                     f"{fl['accuracy'][-1]:.4f} |")
-        lines += ["", f"Flower / fl_sim per-round time for FedAvg: **{fl['ratio_to_fl_sim']:.1f}x**"
-                      f" (Flower's first round, with actor start-up, took "
-                      f"{fl['seconds_per_round'][0]:.1f} s and is excluded; whole Flower run "
-                      f"{fl['total_seconds']:.1f} s)."]
+        rows.append([f"Flower {fl['flwr_version']} simulation (Ray, "
+                     f"{fl['num_cpus_per_client']} CPU per client)", "fedavg",
+                     f"{fl['median_s']:.4f}", f"{fl['accuracy'][-1]:.4f}"])
+        after = (f"Flower / fl_sim per-round time for FedAvg: **{fl['ratio_to_fl_sim']:.1f}x**"
+                 f" (Flower's first round, with actor start-up, took "
+                 f"{fl['seconds_per_round'][0]:.1f} s and is excluded; whole Flower run "
+                 f"{fl['total_seconds']:.1f} s).")
     else:
-        lines += ["", f"Flower: {fl['status']}"]
-    return "\n".join(lines)
+        after = f"Flower: {fl['status']}"
+    return _md(rows, headers) + "\n\n" + after
 
 
 def targets(results: dict) -> dict:
@@ -153,86 +170,193 @@ def targets(results: dict) -> dict:
             "computation": {"met": bool(comp and comp["speedup"] >= 2), **(comp or {})}}
 
 
-def _plot_setting(s: dict, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for label, c in s["curves"].items():
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def plot_setting(setting: dict, x: str = "round", ax: Axes | None = None,
+                 legend: bool = True) -> tuple[Figure, Axes, dict[str, dict[str, list]]]:
+    """Mean test accuracy of every algorithm of one setting, with the target line.
+
+    Parameters
+    ----------
+    setting : dict
+        One entry of ``results["communication"]`` (its ``curves`` and ``target``).
+    x : {"round", "mb"}
+        Horizontal axis: round, or cumulative MB sent (log scale).
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+    legend : bool, default True
+        Draw the legend.
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        Label -> ``{"x": [...], "accuracy": [...]}``, the plotted points.
+    """
+    if x not in ("round", "mb"):
+        raise ValueError(f"x: expected 'round' or 'mb', got {x!r}")
+    fig, ax = _axes(ax, (5.5, 3.8))
+    data = {}
+    for label, c in setting["curves"].items():
         ls = "-" if label.startswith(("fedavg", "feddlr ")) else "--"
-        axes[0].plot(c["round"], c["accuracy"], ls, label=label, lw=1.2)
-        axes[1].plot(c["cumulative_mb"], c["accuracy"], ls, label=label, lw=1.2)
-    for ax in axes:
-        ax.axhline(s["target"], color="grey", lw=0.8, ls=":")
-        ax.set_ylabel("test accuracy (mean over seeds)")
-        ax.grid(alpha=0.3)
-        ax.set_ylim(max(0.0, s["target"] - 0.4), 1.0)
-    axes[0].set_xlabel("round")
-    axes[1].set_xlabel("cumulative MB (up + down, all clients)")
-    axes[1].set_xscale("log")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(s["title"] + f", {len(s['seeds'])} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+        xs = c["round"] if x == "round" else c["cumulative_mb"]
+        ax.plot(xs, c["accuracy"], ls, label=label, lw=1.2)
+        data[label] = {"x": list(xs), "accuracy": list(c["accuracy"])}
+    ax.axhline(setting["target"], color="grey", lw=0.8, ls=":")
+    ax.set_ylabel("test accuracy (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.set_ylim(max(0.0, setting["target"] - 0.4), 1.0)
+    if x == "round":
+        ax.set_xlabel("round")
+    else:
+        ax.set_xlabel("cumulative MB (up + down, all clients)")
+        ax.set_xscale("log")
+    if legend:
+        ax.legend(fontsize=7, loc="lower right")
+    return fig, ax, data
 
 
-def write_figures(results: dict, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for s in results["communication"]:
-        p = out / f"comm_{s['name']}.png"
-        _plot_setting(s, p)
-        paths.append(p)
-    par = results["parameters"]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
-    rows = par["policy"]["rows"]
-    for r in rows:
+def plot_policies(policy: dict, ax: Axes | None = None
+                  ) -> tuple[Figure, Axes, dict[str, tuple[float, float]]]:
+    """Final accuracy against total MB, one point per rank policy.
+
+    Parameters
+    ----------
+    policy : dict
+        ``results["parameters"]["policy"]`` (its ``rows``).
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        Row label -> ``(total_mb, acc_mean)``, the plotted points.
+    """
+    fig, ax = _axes(ax, (4.0, 3.6))
+    data = {}
+    for r in policy["rows"]:
         kind = r["policy"].split(":")[0]
-        axes[0].scatter(r["total_mb"], r["acc_mean"], marker={"-": "*", "ratio": "o",
-                                                               "fixed": "s"}.get(kind, "^"))
-        axes[0].annotate(r["label"].replace("feddlr ", ""), (r["total_mb"], r["acc_mean"]),
-                         fontsize=6)
-    axes[0].set_xlabel("total MB")
-    axes[0].set_ylabel("final accuracy")
-    axes[0].set_xscale("log")
-    axes[0].set_title("rank policy")
-    for ax, key, title in ((axes[1], "E", "local steps E"), (axes[2], "NK", "clients N, K"),
-                           (axes[3], "alpha", "Dirichlet alpha (right: IID)")):
-        rs = par[key]["rows"]
-        name = {"E": "E", "NK": "N,K", "alpha": "alpha"}[key]
-        xs = list(range(len(rs)))
-        ticks = [("IID" if r[name] is None else
-                  (f"{r[name][0]},{r[name][1]}" if isinstance(r[name], list | tuple)
-                   else f"{r[name]:g}")) for r in rs]
-        ax.errorbar(xs, [r["fedavg_acc"] for r in rs], [r["fedavg_std"] for r in rs],
-                    marker="o", label="fedavg", capsize=3)
-        ax.errorbar(xs, [r["feddlr_acc"] for r in rs], [r["feddlr_std"] for r in rs],
-                    marker="s", label="feddlr ratio:0.25", capsize=3)
-        ax.set_xticks(xs, ticks)
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    p = out / "parameters.png"
-    fig.savefig(p, dpi=DPI)
-    plt.close(fig)
-    paths.append(p)
-    c = par["convex"]
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for r in c["rows"]:
+        ax.scatter(r["total_mb"], r["acc_mean"],
+                   marker={"-": "*", "ratio": "o", "fixed": "s"}.get(kind, "^"))
+        ax.annotate(r["label"].replace("feddlr ", ""), (r["total_mb"], r["acc_mean"]),
+                    fontsize=6)
+        data[r["label"]] = (r["total_mb"], r["acc_mean"])
+    ax.set_xlabel("total MB")
+    ax.set_ylabel("final accuracy")
+    ax.set_xscale("log")
+    ax.set_title("rank policy")
+    ax.grid(alpha=0.3)
+    return fig, ax, data
+
+
+def plot_paired(rows: list[dict], key: str, title: str = "", ax: Axes | None = None
+                ) -> tuple[Figure, Axes, dict[str, list]]:
+    """FedAvg and FedDLR final accuracy (mean ± std) for each value of one parameter.
+
+    Parameters
+    ----------
+    rows : list of dict
+        ``results["parameters"][...]["rows"]``.
+    key : str
+        The parameter's column: ``"E"``, ``"N,K"`` or ``"alpha"``.
+    title : str
+        Axes title.
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        ``ticks`` (the parameter values as labels), ``fedavg``, ``fedavg_std``,
+        ``feddlr``, ``feddlr_std``: the plotted values, one per row.
+    """
+    fig, ax = _axes(ax, (4.0, 3.6))
+    xs = list(range(len(rows)))
+    data = {"ticks": [("IID" if r[key] is None else
+                       (f"{r[key][0]},{r[key][1]}" if isinstance(r[key], list | tuple)
+                        else f"{r[key]:g}")) for r in rows]}
+    for name, marker, label in (("fedavg", "o", "fedavg"), ("feddlr", "s", "feddlr ratio:0.25")):
+        data[name] = [r[f"{name}_acc"] for r in rows]
+        data[f"{name}_std"] = [r[f"{name}_std"] for r in rows]
+        ax.errorbar(xs, data[name], data[f"{name}_std"], marker=marker, label=label, capsize=3)
+    ax.set_xticks(xs, data["ticks"])
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig, ax, data
+
+
+def plot_convex_floors(convex: dict, ax: Axes | None = None
+                       ) -> tuple[Figure, Axes, dict[int, dict[str, Any]]]:
+    """Convex twin: measured ``||w_r - w*||^2`` per rank, dashed at the bound's floor.
+
+    Parameters
+    ----------
+    convex : dict
+        ``results["parameters"]["convex"]`` (its ``rows``).
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        Rank -> ``{"dist_sq": [...], "floor": float}``, the plotted curve and line.
+    """
+    fig, ax = _axes(ax, (6.5, 3.8))
+    data = {}
+    for r in convex["rows"]:
         line, = ax.plot(range(1, len(r["dist_curve"]) + 1), r["dist_curve"],
                         label=f"rank {r['rank']}")
         ax.axhline(r["floor_aposteriori"], color=line.get_color(), ls="--", lw=0.8)
+        data[r["rank"]] = {"dist_sq": list(r["dist_curve"]), "floor": r["floor_aposteriori"]}
     ax.set_yscale("log")
     ax.set_xlabel("round")
     ax.set_ylabel("‖w_r − w*‖² (mean over seeds); dashed: bound's floor")
     ax.set_title("convex twin: logistic regression")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return fig, ax, data
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    p = out / "convex_floors.png"
-    fig.savefig(p, dpi=DPI)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
-    paths.append(p)
+    return path
+
+
+def write_figures(results: dict, out: Path) -> list[Path]:
+    """One PNG per communication setting, ``parameters.png`` and ``convex_floors.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for s in results["communication"]:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        plot_setting(s, "round", ax=axes[0], legend=False)
+        plot_setting(s, "mb", ax=axes[1])
+        fig.suptitle(s["title"] + f", {len(s['seeds'])} seeds")
+        paths.append(_save(fig, out / f"comm_{s['name']}.png"))
+    par = results["parameters"]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    plot_policies(par["policy"], ax=axes[0])
+    for ax, key, title in ((axes[1], "E", "local steps E"), (axes[2], "NK", "clients N, K"),
+                           (axes[3], "alpha", "Dirichlet alpha (right: IID)")):
+        name = {"E": "E", "NK": "N,K", "alpha": "alpha"}[key]
+        plot_paired(par[key]["rows"], name, title, ax=ax)
+    paths.append(_save(fig, out / "parameters.png"))
+    fig, _, _ = plot_convex_floors(par["convex"])
+    paths.append(_save(fig, out / "convex_floors.png"))
     return paths
 
 
@@ -240,6 +364,18 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
     meta, par, c = results["meta"], results["parameters"], results["parameters"]["convex"]
     t = targets(results)
     tc, tp = t["communication"], t["computation"]
+    target_rows = [
+        ["FedDLR within 1 point of FedAvg with >= 5x fewer total bytes (one realistic setting)",
+         "largest byte saving within 1 point: "
+         + (f"{tc['ratio']:.2f}x ({tc['algorithm']}, {tc['setting']}, {tc['gap_pt']:+.2f} pt)"
+            if "ratio" in tc else "none (every compressing FedDLR row loses > 1 point)")
+         + (f"; best accuracy at >= 5x: {tc['at5_gap_pt']:+.2f} pt ({tc['at5_algorithm']}, "
+            f"{tc['at5_ratio']:.2f}x, {tc['at5_setting']})" if "at5_gap_pt" in tc else ""),
+         "yes" if tc["met"] else "**no**"],
+        ["compact model >= 2x faster at <= 1 point loss",
+         f"best: {_f(tp.get('speedup'), '.2f')}x ({tp.get('policy')}, {tp.get('batch')}, "
+         f"{_f(tp.get('loss_pt'), '.2f')} pt vs its dense model)",
+         "yes" if tp["met"] else "**no**"]]
     L = ["# Results: FedDLR (reconstructed) on the data we have", "",
          "> Generated by `python -m experiments` (tables and figures); the discussion is "
          "`experiments/discussion.md`. The FedDLR paper's full text is not available to "
@@ -251,18 +387,7 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          f"- Machine: {meta['machine']}.",
          f"- Software: {meta['software']}.", "",
          "## Targets", "",
-         "| target | measured | met? |", "|---|---|---|",
-         "| FedDLR within 1 point of FedAvg with >= 5x fewer total bytes (one realistic "
-         "setting) | largest byte saving within 1 point: "
-         + (f"{tc['ratio']:.2f}x ({tc['algorithm']}, {tc['setting']}, {tc['gap_pt']:+.2f} pt)"
-            if "ratio" in tc else "none (every compressing FedDLR row loses > 1 point)")
-         + (f"; best accuracy at >= 5x: {tc['at5_gap_pt']:+.2f} pt ({tc['at5_algorithm']}, "
-            f"{tc['at5_ratio']:.2f}x, {tc['at5_setting']})" if "at5_gap_pt" in tc else "")
-         + f" | {'yes' if tc['met'] else '**no**'} |",
-         f"| compact model >= 2x faster at <= 1 point loss | best: "
-         f"{_f(tp.get('speedup'), '.2f')}x ({tp.get('policy')}, {tp.get('batch')}, "
-         f"{_f(tp.get('loss_pt'), '.2f')} pt vs its dense model) | "
-         f"{'yes' if tp['met'] else '**no**'} |", "",
+         _md(target_rows, ["target", "measured", "met?"]), "",
          discussion.strip(), "",
          "## 1. Communication efficiency", "",
          "100 clients, K = 20 sampled uniformly per round (scheme II), E = 10 local SGD steps "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 import boundcheck as bc
 from boundcheck.cli import main
 from boundcheck.floors import ordering_agrees
+from boundcheck.grid import markdown_table
 from boundcheck.plots import plot_report
 
 
@@ -27,8 +30,40 @@ def test_report_json_round_trip(small, tmp_path):
     for name in ("bound_dist_sq", "measured_dist_sq", "ratio", "e_s", "e_c", "measured_min"):
         np.testing.assert_array_equal(getattr(back, name), getattr(rep, name))
     assert back.label == rep.label and back.seeds == rep.seeds
-    assert back.constants == json.loads(json.dumps(rep.to_dict()))["constants"]
+    assert back.to_dict() == rep.to_dict()
     assert back.holds == rep.holds and back.summary() == rep.summary()
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_json_keeps_non_finite_constants(small, tmp_path):
+    _, rep = small
+    odd = dataclasses.replace(rep, constants={**rep.constants, "x": math.inf,
+                                              "y": [-math.inf, math.nan]})
+    path = odd.save_json(tmp_path / "odd.json")
+    raw = _strict(path.read_text())
+    assert raw["constants"]["x"] == "inf" and raw["constants"]["y"] == ["-inf", "nan"]
+    back = bc.BoundReport.load_json(path)
+    assert back.constants["x"] == math.inf and back.constants["y"][0] == -math.inf
+    assert math.isnan(back.constants["y"][1])
+    assert bc.BoundReport.from_dict(odd.to_dict()).constants["x"] == math.inf
+
+
+def test_grid_markdown_table_has_one_row_per_report(small):
+    _, rep = small
+    lines = markdown_table([rep, rep]).splitlines()
+    assert len(lines) == 4 and lines[1].startswith("|--")
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    row = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert head[:3] == ["config", "rounds", "seeds"] and len(head) == len(row) == 10
+    s = rep.summary()
+    assert row[:3] == [rep.label, str(s["rounds"]), str(s["seeds"])]
+    assert row[3] == f"{s['tightness']:.3g}" and row[6] == ("yes" if s["holds"] else "NO")
 
 
 def test_plot_returns_fig_ax_data(small):
@@ -63,6 +98,10 @@ def test_floor_ordering_tiny(small):
     assert fc.measured_dist_sq[0] > fc.measured_dist_sq[1]
     assert fc.agrees and fc.predicted_order == [1, 3]
     assert all(p >= m for p, m in zip(fc.predicted_dist_sq, fc.measured_dist_sq, strict=True))
+    table = fc.markdown().splitlines()
+    assert table[0].startswith("| rank ") and table[1].startswith("|--")
+    assert [r.split("|")[1].strip() for r in table[2:4]] == ["1", "3"]
+    assert table[-1].endswith("agree.")
 
 
 def test_ordering_agrees():
