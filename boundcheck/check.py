@@ -12,7 +12,7 @@ on ``problem`` (fixed data, fixed w*) over ``seeds``:
   over the run (:class:`~boundcheck.trajectory.TrajectoryRecorder`), or a ball bound
   covering them;
 - ``e_s,r, e_c,r`` the RMS over seeds of the recorded errors, ``d_0`` the RMS of
-  ``||w_0 - w*||``; scheme I/II add Li et al.'s ``C``;
+  ``||w_0 - w*||``; ``scheme1``/``scheme2`` add Li et al.'s ``C``;
 - the divergence term of Li et al.'s Lemma 1 either bounded by their Lemma 3,
   ``8 (E-1)^2 G^2`` in ``B`` (``drift="lemma3"``, the default, a-priori drift), or the
   mean over seeds of the measured ``sum_k p_k ||v_t - w^k_t||^2`` at every local step
@@ -41,7 +41,6 @@ from .trajectory import TrajectoryRecorder
 __all__ = ["check", "step_sizes", "validate_config", "label_of"]
 
 _MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
-_SCHEMES = {"scheme1": "I", "scheme2": "II"}
 _CONSTANTS = ("round", "global", "ball")
 _DRIFTS = ("lemma3", "measured")
 
@@ -62,7 +61,7 @@ def validate_config(config: SimConfig, problem: Problem) -> np.ndarray:
     ValueError
         Naming the violated condition: step sizes (``eta_t <= 1/(4L)``, non-increasing,
         ``eta_t <= 2 eta_{t+E}``), weight decay != the problem's lambda, an algorithm
-        outside the model-compression family, an unbalanced scheme II, float32, a
+        outside the model-compression family, an unbalanced scheme2, float32, a
         model or dataset that is not the problem's.
     """
     if config.dtype != "float64":
@@ -81,7 +80,7 @@ def validate_config(config: SimConfig, problem: Problem) -> np.ndarray:
         raise ValueError(f"weight_decay: {config.weight_decay} != the problem's lambda "
                          f"{problem.lam} (mu, L, w* are computed with lambda)")
     if config.participation == "scheme2" and not problem.balanced:
-        raise ValueError("participation: scheme II's bound (Li et al., Lemma 5) assumes "
+        raise ValueError("participation: scheme2's bound (Li et al., Lemma 5) assumes "
                          "balanced p_k = 1/N; this problem's clients differ in size")
     etas = step_sizes(config)
     c = problem.convex
@@ -190,7 +189,7 @@ def check(
     for s in seed_list:
         rec = TrajectoryRecorder(c, config.batch_size)
         h = fl_sim.run(config.replace(seed=s), data=problem.data, w_star=w_star,
-                       observer=rec.observer)
+                       observer=rec.observer).history
         st = rec.stats()
         dist.append([h.initial["dist_sq"]] + h.column("dist_sq"))
         excess.append([h.initial["train_loss"]] + h.column("train_loss"))
@@ -251,7 +250,7 @@ def check(
         # dropped (B_constant with G^2 = 0) and the measured divergence put in its place
         base_r = np.array([B_constant(p, sigma2_r[r], c.L, c.Gamma, E, 0.0) for r in range(R)])
         B_steps = base_r[:, None] + 2.0 * D / eta_steps**2
-    scheme = _SCHEMES.get(config.participation)
+    scheme = None if full else config.participation  # theory spells it as SimConfig does
     K = int(config.clients_per_round) if scheme else None
     C_r = np.array([participation_C(E, g, K, c.num_clients, scheme) if scheme else 0.0
                     for g in g2_r])

@@ -338,9 +338,10 @@ fig.tight_layout()
 # ## 5. Clients: sampled K and total N
 #
 # With **partial participation** only K of the N clients train in a round. Li et al.'s
-# scheme II samples K clients uniformly without replacement and weights each by $p_kN/K$ (it
-# needs balanced clients, $p_k = 1/N$ — ours all hold 40 samples). Sampling adds a variance at the
-# synchronization step, $\mathbb E\|\tilde w - \bar v\|^2 \le \eta^2 C$ with
+# scheme II (`"scheme2"` in `SimConfig` and in `participation_C`) samples K clients uniformly
+# without replacement and weights each by $p_kN/K$ (it needs balanced clients, $p_k = 1/N$ — ours
+# all hold 40 samples). Sampling adds a variance at the synchronization step,
+# $\mathbb E\|\tilde w - \bar v\|^2 \le \eta^2 C$ with
 #
 # $$ C = \frac{N-K}{N-1}\cdot\frac{4E^2G^2}{K}. $$
 #
@@ -357,7 +358,7 @@ print({k: round(v, 3) for k, v in my_C.items()})
 
 # %%
 for (K, N_), value in my_C.items():
-    assert math.isclose(value, participation_C(E_example, G2_example, K, N_, "II")), (K, N_)
+    assert math.isclose(value, participation_C(E_example, G2_example, K, N_, "scheme2")), (K, N_)
 assert my_C[(10, 10)] == 0 and my_C[(5, 5)] == 0  # everybody takes part: no sampling noise
 assert my_C[(2, 10)] > my_C[(5, 10)] and my_C[(5, 20)] > my_C[(5, 10)]
 print("correct: fewer sampled clients, or more clients in total at fixed K, more sampling noise")

@@ -18,6 +18,7 @@ from .approximation import (
 )
 from .bounds import (
     B_constant,
+    LiSteps,
     a_priori_recursion,
     fixed_point,
     fixed_point_relative,
@@ -31,7 +32,7 @@ from .constants import ConvexProblem, logistic_problem, ridge_problem
 from .costs import factorized_flops, lowrank_nbytes, round_bytes
 
 __all__ = [
-    "B_constant", "ConvexProblem", "a_priori_recursion", "contraction_delta",
+    "B_constant", "ConvexProblem", "LiSteps", "a_priori_recursion", "contraction_delta",
     "factorized_flops", "fixed_point", "fixed_point_relative", "hmt_expected_error_bound",
     "li_step_sizes", "li_theorem1", "logistic_problem", "lowrank_nbytes", "model_error_bound",
     "participation_C", "policy_error_bound", "policy_relative_error_bound", "recursion_bound",

@@ -29,7 +29,7 @@ import scipy.optimize
 __all__ = [
     "BudgetChoice",
     "FixedPoint",
-    "LiSchedule",
+    "LiSteps",
     "RecursionBound",
     "RoundMap",
     "B_constant",
@@ -133,15 +133,19 @@ def check_step_sizes(etas, L: float, E: int) -> np.ndarray:
 
 # ------------------------------------------------------------- Li et al. 2020
 @dataclass(frozen=True)
-class LiSchedule:
-    """The step-size schedule of Li et al. (2020), Theorem 1."""
+class LiSteps:
+    """The step sizes of Li et al. (2020), Theorem 1, with their constants.
+
+    An array holder returned by :func:`li_step_sizes`; the simulator's callable
+    schedule of the same steps is ``fl_sim.schedules.LiSchedule``.
+    """
 
     kappa: float  # L / mu
     gamma: float  # max(8 kappa, E)
     etas: np.ndarray  # eta_t = 2 / (mu (gamma + t)), t = 0..T-1
 
 
-def li_step_sizes(mu: float, L: float, E: int, T: int) -> LiSchedule:
+def li_step_sizes(mu: float, L: float, E: int, T: int) -> LiSteps:
     """Step sizes of Li et al. (2020), Theorem 1: ``eta_t = 2/(mu (gamma + t))``.
 
     ``kappa = L/mu``, ``gamma = max(8 kappa, E)``; then ``eta_0 = 2/(mu gamma) <=
@@ -159,7 +163,7 @@ def li_step_sizes(mu: float, L: float, E: int, T: int) -> LiSchedule:
 
     Returns
     -------
-    LiSchedule
+    LiSteps
     """
     mu, L = _mu_L(mu, L)
     E, T = _int_ge("E", E, 1), _int_ge("T", T, 1)
@@ -167,7 +171,7 @@ def li_step_sizes(mu: float, L: float, E: int, T: int) -> LiSchedule:
     gamma = max(8.0 * kappa, float(E))
     etas = 2.0 / (mu * (gamma + np.arange(T, dtype=np.float64)))
     check_step_sizes(etas, L, E)
-    return LiSchedule(kappa, gamma, etas)
+    return LiSteps(kappa, gamma, etas)
 
 
 def B_constant(p, sigma2, L: float, Gamma: float, E: int, G2: float) -> float:
@@ -206,19 +210,23 @@ def B_constant(p, sigma2, L: float, Gamma: float, E: int, G2: float) -> float:
     return float(np.sum(p**2 * s2) + 6.0 * L * Gamma + 8.0 * (E - 1) ** 2 * G2)
 
 
-def participation_C(E: int, G2: float, K: int, N: int | None = None, scheme: str = "I") -> float:
+def participation_C(E: int, G2: float, K: int, N: int | None = None,
+                    scheme: str = "scheme1") -> float:
     """Sampling-variance constant ``C`` of partial participation (Li et al. 2020, Lemma 5).
 
     At a synchronization step the sampled average ``w`` and the full average ``v``
     satisfy ``E||w - v||^2 <= eta_t^2 C`` with (Li et al., Lemma 5; Theorems 2, 3)
 
-    - scheme I (``K`` clients drawn with replacement with probabilities ``p_k``,
-      plain average): ``C = 4 E^2 G^2 / K``;
-    - scheme II (``K`` of ``N`` drawn uniformly without replacement, weights
-      ``p_k N/K``; the bound assumes balanced ``p_k = 1/N``):
+    - ``"scheme1"`` (Li et al.'s scheme I: ``K`` clients drawn with replacement with
+      probabilities ``p_k``, plain average): ``C = 4 E^2 G^2 / K``;
+    - ``"scheme2"`` (their scheme II: ``K`` of ``N`` drawn uniformly without
+      replacement, weights ``p_k N/K``; the bound assumes balanced ``p_k = 1/N``):
       ``C = (N - K)/(N - 1) * 4 E^2 G^2 / K``.
 
-    docs/theory.md, §4 explains where it enters the recursion.
+    The names are the simulator's (``fl_sim.participation.SCHEMES``, which also has
+    ``"full"``, where ``C = 0``), so a ``SimConfig.participation`` other than
+    ``"full"`` can be passed as it is. docs/theory.md, §4 explains where ``C``
+    enters the recursion.
 
     Parameters
     ----------
@@ -229,9 +237,9 @@ def participation_C(E: int, G2: float, K: int, N: int | None = None, scheme: str
     K : int
         Clients per round.
     N : int, optional
-        Number of clients (scheme II only).
-    scheme : {"I", "II"}
-        Sampling scheme.
+        Number of clients (``"scheme2"`` only).
+    scheme : {"scheme1", "scheme2"}
+        Sampling scheme, spelled as in ``fl_sim.participation.SCHEMES``.
 
     Returns
     -------
@@ -240,16 +248,17 @@ def participation_C(E: int, G2: float, K: int, N: int | None = None, scheme: str
     """
     E, K, G2 = _int_ge("E", E, 1), _int_ge("K", K, 1), _nonneg("G2", G2)
     base = 4.0 * E**2 * G2 / K
-    if scheme == "I":
+    if scheme == "scheme1":
         return base
-    if scheme == "II":
+    if scheme == "scheme2":
         if N is None:
-            raise ValueError("N: scheme II needs the number of clients N")
+            raise ValueError("N: scheme2 needs the number of clients N")
         N = _int_ge("N", N, 1)
         if K > N:
             raise ValueError(f"K: cannot sample K={K} of N={N} clients without replacement")
         return 0.0 if N == 1 else (N - K) / (N - 1) * base
-    raise ValueError(f"scheme: must be 'I' or 'II', got {scheme!r}")
+    raise ValueError(f"scheme: must be 'scheme1' or 'scheme2' (Li et al.'s schemes I and II), "
+                     f"got {scheme!r}")
 
 
 def li_theorem1(L: float, mu: float, B: float, E: int, T: int, dist0_sq: float) -> float:
@@ -428,10 +437,6 @@ def fixed_point(rho: float, beta: float, e_s: float, e_c: float) -> float:
     beta, e_s, e_c = _nonneg("beta", beta), _nonneg("e_s", e_s), _nonneg("e_c", e_c)
     c = e_s + e_c
     return e_c + (rho * c + math.sqrt(rho * c * c + (1.0 - rho) * beta)) / (1.0 - rho)
-
-
-def _root(g: Callable[[float], float], lo: float, hi: float) -> float:
-    return float(scipy.optimize.brentq(g, lo, hi, xtol=1e-300, rtol=1e-15, maxiter=500))
 
 
 def _fixed_point_of(m: RoundMap) -> FixedPoint:

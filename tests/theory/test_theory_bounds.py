@@ -94,18 +94,41 @@ def test_B_and_C():
         0.25 + 0.125 + 0.25 + 6 * 2 * 0.5 + 8 * 4 * 1.5
     )
     assert participation_C(5, 2.0, 4) == pytest.approx(4 * 25 * 2 / 4)
-    assert participation_C(5, 2.0, 4, N=10, scheme="II") == pytest.approx(6 / 9 * 50)
-    assert participation_C(5, 2.0, 10, N=10, scheme="II") == 0.0
+    assert participation_C(5, 2.0, 4, scheme="scheme1") == pytest.approx(4 * 25 * 2 / 4)
+    assert participation_C(5, 2.0, 4, N=10, scheme="scheme2") == pytest.approx(6 / 9 * 50)
+    assert participation_C(5, 2.0, 10, N=10, scheme="scheme2") == 0.0
     with pytest.raises(ValueError, match="N"):
-        participation_C(5, 2.0, 4, scheme="II")
+        participation_C(5, 2.0, 4, scheme="scheme2")
     with pytest.raises(ValueError, match="K"):
-        participation_C(5, 2.0, 11, N=10, scheme="II")
-    with pytest.raises(ValueError, match="scheme"):
-        participation_C(5, 2.0, 4, scheme="III")
+        participation_C(5, 2.0, 11, N=10, scheme="scheme2")
     with pytest.raises(ValueError, match="p"):
         B_constant([0.5, 0.6], s2[:2], 1.0, 0.0, 1, 1.0)
     with pytest.raises(ValueError, match="Gamma"):
         B_constant(p, s2, 1.0, -0.1, 1, 1.0)
+
+
+@pytest.mark.parametrize("scheme", ["I", "II", "full", "III"])
+def test_participation_C_accepts_only_the_simulator_spelling(scheme):
+    with pytest.raises(ValueError, match=r"^scheme: must be 'scheme1' or 'scheme2'.*got "
+                                         + repr(scheme) + "$"):
+        participation_C(5, 2.0, 4, N=10, scheme=scheme)
+
+
+def test_scheme_names_match_the_simulator():
+    from fl_sim.participation import SCHEMES
+
+    assert set(SCHEMES) == {"full", "scheme1", "scheme2"}
+    for scheme in SCHEMES[1:]:
+        assert participation_C(5, 2.0, 4, N=10, scheme=scheme) > 0
+
+
+def test_li_step_sizes_returns_LiSteps():
+    import theory
+    from theory.bounds import LiSteps
+
+    s = li_step_sizes(0.5, 2.0, 5, 20)
+    assert isinstance(s, LiSteps) and theory.LiSteps is LiSteps
+    assert s.kappa == 4.0 and s.gamma == 32.0 and s.etas.shape == (20,)
 
 
 # ------------------------------------------------------------ the recursion
