@@ -10,6 +10,9 @@ at random later). Randomness comes only from the ``rng`` argument, a
 - :func:`dirichlet`: label skew, per class proportions ~ Dir(alpha) (Hsu, Qi, Brown 2019);
 - :func:`shards`: McMahan et al. (2017) pathological non-IID shards;
 - :func:`power_law`: IID labels, Pareto-distributed client sizes.
+
+:func:`label_counts` gives the class counts per client (the data that
+:func:`fl_sim.plots.plot_label_distribution` draws; this module does not plot).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ __all__ = [
     "iid",
     "label_counts",
     "make_partition",
-    "plot_label_distribution",
     "power_law",
     "shards",
 ]
@@ -287,57 +289,6 @@ def label_counts(
             raise ValueError(f"parts[{k}]: indices must lie in [0, {y.size}), client {k}")
         counts[k] = np.bincount(y[idx], minlength=num_classes)
     return counts
-
-
-def plot_label_distribution(
-    labels: Any,
-    parts: Sequence[np.ndarray],
-    num_classes: int | None = None,
-    ax: Any = None,
-    max_clients: int = 30,
-) -> tuple[Any, Any, np.ndarray]:
-    """Stacked horizontal bars: how many samples of each class every client holds.
-
-    Parameters
-    ----------
-    labels : array_like of int
-        Class label of every sample, shape ``(N,)``.
-    parts : sequence of numpy.ndarray
-        Index arrays, one per client.
-    num_classes : int, optional
-        Number of classes; defaults to ``max(labels) + 1``.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure is created when omitted.
-    max_clients : int, default 30
-        Plot only the first ``max_clients`` clients.
-
-    Returns
-    -------
-    fig : matplotlib.figure.Figure
-    ax : matplotlib.axes.Axes
-    counts : numpy.ndarray
-        int64 ``(plotted_clients, num_classes)``: the plotted counts.
-    """
-    max_clients = _check_int(max_clients, "max_clients", minimum=1)
-    counts = label_counts(labels, parts, num_classes)[:max_clients]
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, max(2.0, 0.25 * counts.shape[0] + 1)))
-    else:
-        fig = ax.figure
-    clients = np.arange(counts.shape[0])
-    left = np.zeros(counts.shape[0])
-    for c in range(counts.shape[1]):
-        ax.barh(clients, counts[:, c], left=left, label=str(c))
-        left += counts[:, c]
-    ax.set_xlabel("number of samples")
-    ax.set_ylabel("client")
-    ax.set_yticks(clients)
-    ax.invert_yaxis()
-    ax.set_title(f"label distribution ({counts.shape[0]} of {len(parts)} clients)")
-    ax.legend(title="class", bbox_to_anchor=(1.02, 1), loc="upper left", fontsize="small")
-    return fig, ax, counts
 
 
 def _iid_by_labels(labels: Any, num_clients: int, rng: Rng) -> list[np.ndarray]:

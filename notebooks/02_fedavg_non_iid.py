@@ -47,7 +47,7 @@ import fl_sim
 from fl_sim import partition
 from fl_sim.dataset_files import load_digits
 from fl_sim.demo import DEMO_CONFIG
-from fl_sim.plots import plot_metric
+from fl_sim.plots import plot_label_distribution, plot_metric
 from theory.bounds import B_constant, li_step_sizes, li_theorem1, recursion_bound
 
 torch.set_num_threads(1)
@@ -101,7 +101,7 @@ splits = {
 }
 fig, axes = plt.subplots(2, 3, figsize=(15, 9))
 for ax, (name, parts) in zip(axes.flat, splits.items(), strict=True):
-    partition.plot_label_distribution(y_all, parts, ax=ax)
+    plot_label_distribution(y_all, parts, ax=ax)
     ax.set_title(name)
     if ax is not axes.flat[-1]:
         ax.get_legend().remove()

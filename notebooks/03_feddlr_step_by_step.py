@@ -242,7 +242,7 @@ for name, h in runs.items():
 
 # %%
 dlr = runs["FedDLR (reconstructed), ratio:0.25"]
-fig, ax = plot_compression_errors(dlr)
+fig, ax, _ = plot_compression_errors(dlr)
 ax.set_yscale("log")
 ax.set_title("FedDLR: compression errors per round (ratio:0.25)")
 fig.tight_layout()
@@ -304,7 +304,7 @@ for name, h in runs.items():
 # %%
 no_override = fl_sim.run(base.replace(algorithm="feddlr", policy_overrides={}))
 compare = {"FedDLR, classifier dense": dlr, "FedDLR, classifier at rank 3": no_override}
-fig, ax = plot_metric(compare, "test_accuracy", x="round")
+fig, ax, _ = plot_metric(compare, "test_accuracy", x="round")
 ax.set_title("Effect of compressing the 10-class output layer")
 fig.tight_layout()
 print("ranks down without override:", no_override.records[-1].ranks_down)

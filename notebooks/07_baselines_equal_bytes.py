@@ -202,7 +202,7 @@ matched = {
         base.replace(algorithm="topk_ef", topk_ratio=topk_ratio)),
     "qsgd s=16": runs["qsgd s=16"],
 }
-fig, ax = plot_metric(matched, "test_accuracy", x="bytes")
+fig, ax, _ = plot_metric(matched, "test_accuracy", x="bytes")
 ax.set_ylim(0.5, 1.0)
 ax.set_title(f"Uplink matched to FedDLR's {target / 1e3:.1f} kB per client per round")
 fig.tight_layout()

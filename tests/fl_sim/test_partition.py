@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import matplotlib
+import subprocess
+import sys
 
-matplotlib.use("Agg")
+import numpy as np
+import pytest
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from fl_sim.partition import (  # noqa: E402
+from fl_sim.partition import (
     PARTITIONERS,
     dirichlet,
     iid,
     label_counts,
     make_partition,
-    plot_label_distribution,
     power_law,
     shards,
 )
@@ -150,26 +147,8 @@ def test_label_counts_match_manual_count():
         label_counts(labels, [parts[0], np.array([7])])
 
 
-def test_plot_label_distribution_returns_counts_and_labels_axes():
-    labels = balanced_labels()
-    parts = dirichlet(labels, 12, alpha=0.5, rng=np.random.default_rng(0), min_size=5)
-    fig, ax, counts = plot_label_distribution(labels, parts, max_clients=8)
-    try:
-        np.testing.assert_array_equal(counts, label_counts(labels, parts)[:8])
-        assert ax.get_xlabel() and ax.get_ylabel() == "client"
-        assert len(ax.get_legend().get_texts()) == 10
-        assert len(ax.patches) == 8 * 10
-    finally:
-        plt.close(fig)
-
-
-def test_plot_label_distribution_draws_on_given_axes():
-    fig, ax = plt.subplots()
-    try:
-        labels = np.array([0, 1, 1, 0])
-        out_fig, out_ax, counts = plot_label_distribution(labels, [np.array([0, 1]),
-                                                                   np.array([2, 3])], ax=ax)
-        assert out_fig is fig and out_ax is ax
-        np.testing.assert_array_equal(counts, [[1, 1], [1, 1]])
-    finally:
-        plt.close(fig)
+def test_partition_module_does_not_import_matplotlib():
+    code = "import sys, fl_sim.partition; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
