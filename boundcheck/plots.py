@@ -16,9 +16,25 @@ def plot_report(report: BoundReport, ax: Axes | None = None, title: str | None =
                 other_drift: bool = False) -> tuple[Figure, Axes, dict]:
     """Bound and measured ``E||w_r - w*||^2`` against rounds, log scale.
 
-    With ``other_drift`` also the bound with the other drift variant (Lemma 3 vs
-    measured, docs/theory.md §11.1) where the report has it (full participation).
-    Returns ``(fig, ax, data)`` with ``data`` the plotted arrays.
+    Parameters
+    ----------
+    report : BoundReport
+        A check's result.
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+    title : str, optional
+        Axes title; the report's label if omitted.
+    other_drift : bool, default False
+        Also draw the bound with the other drift variant (Lemma 3 vs measured,
+        docs/theory.md §11.1) where the report has it (full participation).
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        The plotted arrays: ``rounds``, ``measured`` (mean over seeds), ``min`` and
+        ``max`` (the band), ``bound``, and ``bound_other`` (``None`` unless drawn).
     """
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))

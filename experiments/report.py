@@ -390,7 +390,7 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          _md(target_rows, ["target", "measured", "met?"]), "",
          discussion.strip(), "",
          "## 1. Communication efficiency", "",
-         "100 clients, K = 20 sampled uniformly per round (scheme II), E = 10 local SGD steps "
+         "100 clients, K = 20 sampled uniformly per round (scheme2), E = 10 local SGD steps "
          "of B = 10, lr 0.2 (CNN: 0.1), classifier layer always dense. Bytes count every "
          "participant's download and upload (float32 factors, dense tensors, top-k indices, "
          "bit-packed QSGD levels). `bytes ratio` = FedAvg's total / this run's total; "
