@@ -133,7 +133,7 @@ def ridge_problem(
     data_seed: int = 0,
     test_fraction: float = 0.2,
 ) -> Problem:
-    """The ridge teacher (fl_sim.datasets.ridge_teacher) with its closed-form constants.
+    """The ridge teacher (fl_sim.generated_data.ridge_teacher) with its closed-form constants.
 
     Defaults: 10 clients x 50 samples (40 train after the 20% test split, so balanced),
     ``W (20 x 5)`` with the decaying spectrum ``s_i = 2^-(i-1)``, heterogeneity 0.3,

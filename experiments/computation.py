@@ -47,10 +47,9 @@ def run_computation(grid: Grid, runner: Runner, partition: str = "iid") -> dict:
     fedavg = runner(base.replace(algorithm="fedavg"))
     rows = []
     for pol in POLICIES:
-        for source, hist in (("feddlr", runner(base.replace(
-                algorithm="feddlr", policy_down=pol, policy_up=pol))), ("fedavg truncated",
-                                                                         fedavg)):
-            dense, compact, rep = export_compact(sim.model, hist.final_params, pol,
+        feddlr = runner(base.replace(algorithm="feddlr", policy_down=pol, policy_up=pol))
+        for source, result in (("feddlr", feddlr), ("fedavg truncated", fedavg)):
+            dense, compact, rep = export_compact(sim.model, result.params, pol,
                                                  overrides=base.policy_overrides)
             row = {"policy": pol, "source": source, "ranks": rep.ranks,
                    "params_dense": rep.params_before, "params_compact": rep.params_after,

@@ -11,23 +11,18 @@ import importlib.util
 import statistics
 import traceback
 
-from fl_sim import SimConfig
+from fl_sim.presets import BENCH_CONFIG
 
 from .runner import Runner
 
-__all__ = ["BENCH_CONFIG", "run_engines"]
-
-BENCH_CONFIG = SimConfig(algorithm="fedavg", dataset="digits", model="mlp", num_clients=100,
-                         partition="iid", participation="full", local_steps=10, batch_size=10,
-                         lr=0.2, policy_down="ratio:0.25", policy_up="ratio:0.25",
-                         policy_overrides={"*out*": None}, seed=0)
+__all__ = ["run_engines"]
 
 
 def run_engines(rounds: int, runner: Runner, flower: bool = True) -> dict:
     print(f"[engines] fl_sim vs Flower, {rounds} rounds", flush=True)
     out: dict = {"rounds": rounds, "fl_sim": {}}
     for algo in ("fedavg", "feddlr"):
-        h = runner(BENCH_CONFIG.replace(algorithm=algo, rounds=rounds))
+        h = runner(BENCH_CONFIG.replace(algorithm=algo, rounds=rounds)).history
         secs = [r.seconds for r in h.records[1:]]
         out["fl_sim"][algo] = {"median_s": statistics.median(secs), "seconds": secs,
                                "final_acc": h.column("test_accuracy")[-1]}

@@ -1,6 +1,6 @@
 """The benchmark's FedAvg workload on Flower's simulation engine (optional: needs flwr[simulation]).
 
-Same data (fl_sim's digits, IID, 100 clients), same model (``fl_sim.models.MLP``), same
+Same data and initial model as fl_sim's run of the config (both from :func:`fl_sim.setup`), same
 local work (E SGD steps of B samples drawn with replacement, constant lr), full
 participation, Flower's own ``FedAvg`` strategy (weighted by client size, as fl_sim).
 Each round is timed by the server-side evaluate callback, which Flower calls once
@@ -17,8 +17,7 @@ import time
 import numpy as np
 import torch
 
-from fl_sim import SimConfig
-from fl_sim.federated_data import build_federated_data
+from fl_sim import SimConfig, setup
 from fl_sim.models import build_model
 
 __all__ = ["run_flower_fedavg"]
@@ -34,10 +33,8 @@ def run_flower_fedavg(cfg: SimConfig, rounds: int, num_cpus_per_client: float = 
     from flwr.server.strategy import FedAvg
     from flwr.simulation import run_simulation
 
-    data = build_federated_data(cfg.dataset, cfg.num_clients, cfg.partition, cfg.seed,
-                                alpha=cfg.dirichlet_alpha, test_fraction=cfg.test_fraction)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.num_outputs, generator=gen)
+    sim = setup(cfg.replace(device="cpu"))  # the same data and w_0 as fl_sim's run of cfg
+    data, model = sim.data, sim.model
     names = [n for n, _ in model.named_parameters()]
     init = [p.detach().numpy().copy() for p in model.parameters()]
     offsets, sizes = data.client_offsets.tolist(), data.client_sizes.tolist()

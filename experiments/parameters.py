@@ -24,7 +24,13 @@ import numpy as np
 import scipy.stats
 import torch
 
-from lowrank import parse_policy
+from fl_sim import SimConfig, make_algorithm
+from fl_sim.algorithms import ModelCompression, parse_overrides
+from fl_sim.federated_data import FederatedData
+from fl_sim.models import build_model
+from lowrank import RankPolicy, planned_ranks
+from lowrank.accounting import matricized_shape
+from lowrank.state import resolve_policy
 from theory.approximation import policy_relative_error_bound
 from theory.bounds import (
     B_constant,
@@ -41,41 +47,61 @@ from theory.costs import round_bytes
 from .runner import Runner, mean_std, seed_stats
 from .settings import MLP_BASE, Grid
 
-__all__ = ["run_parameters", "policy_q2", "predicted_round_bytes", "run_convex_twin",
-           "convex_choices"]
-
-MLP_LAYERS = {"net.fc1.weight": (200, 64), "net.fc2.weight": (200, 200)}  # compressed ones
-MLP_SHAPES = [(200, 64), (200,), (200, 200), (200,), (10, 200), (10,)]
+__all__ = ["run_parameters", "model_shapes", "policy_q2", "predicted_round_bytes",
+           "run_convex_twin", "convex_choices"]
 
 
-def policy_q2(policy: str, layers=MLP_LAYERS) -> float:
-    """A-priori bound on the relative squared model error: max over compressed layers."""
-    p = parse_policy(policy)
-    return max(policy_relative_error_bound(p, m, n) for m, n in layers.values())
+def model_shapes(cfg: SimConfig, data: FederatedData) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of the config's model, from its ``state_dict()``."""
+    model = build_model(cfg.model, data.input_shape, data.num_outputs, **cfg.model_kwargs)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
-def _apriori_rank(policy: str, m: int, n: int) -> int | None:
-    kind, _, value = policy.partition(":")
-    k = min(m, n)
-    if kind == "fixed":
-        return min(int(value), k)
-    if kind == "ratio":
-        return min(k, max(1, math.ceil(float(value) * k)))
-    return None  # energy: adaptive, not known a priori
+def policy_q2(cfg: SimConfig, data: FederatedData, policy: RankPolicy | str) -> float:
+    """A-priori bound on the relative squared model error: max over the compressed layers.
+
+    The compressed layers are those of the config's model that ``policy`` reaches
+    through the run's own ``policy_overrides`` (an override of ``None`` keeps a layer
+    dense; an override policy replaces ``policy`` on its layers).
+    """
+    overrides = parse_overrides(cfg.policy_overrides)
+    bounds = [0.0]
+    for name, shape in model_shapes(cfg, data).items():
+        layer_policy, mn = resolve_policy(name, policy, overrides), matricized_shape(shape)
+        if layer_policy is not None and mn is not None:
+            bounds.append(policy_relative_error_bound(layer_policy, *mn))
+    return max(bounds)
 
 
-def predicted_round_bytes(policy: str | None, clients: int) -> float | None:
-    """Bytes of one MLP round under ``policy`` on both links (None = FedAvg)."""
-    ranks = []
-    for shape in MLP_SHAPES:
-        if policy is None or len(shape) < 2 or shape[0] == 10:
-            ranks.append(None)
-            continue
-        r = _apriori_rank(policy, *shape)
-        if r is None:
+def predicted_round_bytes(cfg: SimConfig, data: FederatedData,
+                          measured: dict | None = None) -> float | None:
+    """Bytes of one round of ``cfg``, from ``theory.costs.round_bytes``.
+
+    Shapes come from the model's ``state_dict()``, ranks from the algorithm's own
+    policies and overrides (:func:`lowrank.planned_ranks`), the itemsize from the
+    config's dtype. Policies that pick ranks from the spectrum are predicted from a
+    round's measured ranks (``measured``: a ``RoundRecord`` as a dict, with
+    ``ranks_down`` and ``ranks_up``); without them the result is None, as it is for
+    algorithms outside the FedDLR family.
+    """
+    algorithm = make_algorithm(cfg)
+    if not isinstance(algorithm, ModelCompression):
+        return None
+    shapes = model_shapes(cfg, data)
+    k = data.num_clients if cfg.participation == "full" else cfg.clients_per_round
+    if measured is None:
+        down = planned_ranks(shapes, algorithm.down, algorithm.overrides)
+        up = planned_ranks(shapes, algorithm.up, algorithm.overrides)
+        if down is None or up is None:
             return None
-        ranks.append(r)
-    return float(round_bytes(MLP_SHAPES, ranks, ranks, clients).total)
+        ranks_down, ranks_up = list(down.values()), list(up.values())
+    else:
+        ranks_down = [measured["ranks_down"].get(n) for n in shapes]
+        ranks_up = [[measured["ranks_up"][n][i] if n in measured["ranks_up"] else None
+                     for n in shapes] for i in range(k)]
+    itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
+    return float(round_bytes(list(shapes.values()), ranks_down, ranks_up, k, itemsize,
+                             algorithm.min_compression_rate).total)
 
 
 def _spearman(x, y) -> float:
@@ -92,17 +118,18 @@ def _row(label: str, hs, **extra) -> dict:
 
 
 def _policy_sweep(grid: Grid, runner: Runner, base) -> dict:
+    data = runner.data(base)
     fedavg = runner.seeds(base.replace(algorithm="fedavg"), grid.param_seeds)
-    k = base.clients_per_round or base.num_clients
-    rows = [_row("fedavg", fedavg, policy="-", q2=0.0,
-                 predicted_mb_per_round=predicted_round_bytes(None, k) / 1e6)]
+    rows = [_row("fedavg", fedavg, policy="-", q2=0.0, predicted_mb_per_round=predicted_round_bytes(
+        base.replace(algorithm="fedavg"), data) / 1e6)]
     for pol in grid.policies:
-        hs = runner.seeds(base.replace(algorithm="feddlr", policy_down=pol, policy_up=pol),
-                          grid.param_seeds)
-        pred = predicted_round_bytes(pol, k)
-        rel = [h.records[-1].err_server / max(1e-12, math.sqrt(sum(
-            float(v.double().square().sum()) for v in h.final_params.values()))) for h in hs]
-        rows.append(_row(f"feddlr {pol}", hs, policy=pol, q2=policy_q2(pol),
+        cfg = base.replace(algorithm="feddlr", policy_down=pol, policy_up=pol)
+        results = [runner(cfg.replace(seed=s)) for s in grid.param_seeds]
+        hs = [r.history for r in results]
+        pred = predicted_round_bytes(cfg, data)
+        rel = [r.history.records[-1].err_server / max(1e-12, math.sqrt(sum(
+            float(v.double().square().sum()) for v in r.params.values()))) for r in results]
+        rows.append(_row(f"feddlr {pol}", hs, policy=pol, q2=policy_q2(cfg, data, pol),
                          predicted_mb_per_round=None if pred is None else pred / 1e6,
                          measured_rel_err2=float(np.mean(rel)) ** 2,
                          ranks_down=hs[0].records[-1].ranks_down))
@@ -192,6 +219,7 @@ def run_convex_twin(grid: Grid, runner: Runner, lam: float = 0.05) -> dict:
     print(f"[parameters] convex twin: logreg + {lam}/2 ||W||^2, 20 clients, "
           f"{len(seeds)} seeds x {base.rounds} rounds", flush=True)
     problems, w_stars = {}, {}
+    convex_data = runner.data(base)  # the model's shapes (same for every seed)
     for s in seeds:
         data = runner.data(base.replace(seed=s))
         x = data.train_x.double().numpy()
@@ -210,12 +238,13 @@ def run_convex_twin(grid: Grid, runner: Runner, lam: float = 0.05) -> dict:
         cfg = base.replace(algorithm="fedavg") if r is None else base.replace(
             algorithm="feddlr", policy_down=f"fixed:{r}", policy_up=f"fixed:{r}")
         runs[r] = [runner(cfg.replace(seed=s), w_star=w_stars[s]) for s in seeds]
+    final = {(r, s): res.params for r in ranks for res, s in zip(runs[r], seeds, strict=True)}
+    runs = {r: [res.history for res in results] for r, results in runs.items()}
     # constants: sigma_k^2 and G^2 at w*, w_0 and every run's final model (max over them)
     sig2, G2, Gamma, wnorm, d0 = None, 0.0, 0.0, 0.0, 0.0
     for s in seeds:
         prob = problems[s]
-        pts = [prob.w_star] + [h.final_params["linear.weight"].double().numpy().T
-                               for r in ranks for h in runs[r] if h.config["seed"] == s]
+        pts = [prob.w_star] + [final[r, s]["linear.weight"].double().numpy().T for r in ranks]
         sk = np.array([[prob.sigma2_k_at(k, w, B_) for k in range(prob.num_clients)]
                        for w in pts]).max(axis=0)
         sig2 = sk if sig2 is None else np.maximum(sig2, sk)
@@ -234,14 +263,16 @@ def run_convex_twin(grid: Grid, runner: Runner, lam: float = 0.05) -> dict:
         ec = math.sqrt(np.mean([x ** 2 for h in hs for x in h.column("err_client")[-tail:]]))
         maps[r] = RoundMap(rho, beta, e_s=es, e_c=ec)
         post = fixed_point(rho, beta, es, ec) ** 2
-        q2 = 0.0 if r is None else policy_relative_error_bound(parse_policy(f"fixed:{r}"), 10, 64)
+        cfg = base.replace(algorithm="fedavg") if r is None else base.replace(
+            algorithm="feddlr", policy_down=f"fixed:{r}", policy_up=f"fixed:{r}")
+        q2 = 0.0 if r is None else policy_q2(cfg, convex_data, f"fixed:{r}")
         try:
             prior = fixed_point_relative(rho, beta, math.sqrt(q2), math.sqrt(q2), wnorm,
                                          drift_sq=E * E * eta * eta * G2).dist_sq
         except ValueError:
             prior = math.inf
         dist = np.mean([h.column("dist_sq") for h in hs], axis=0)
-        pred_bytes = round_bytes([(10, 64)], [r], [r], base.num_clients, itemsize=8).total
+        pred_bytes = predicted_round_bytes(cfg, convex_data)
         rows.append({"rank": "dense (fedavg)" if r is None else r, "q2": q2, "e_s": es,
                      "e_c": ec, "floor_apriori": prior, "floor_aposteriori": post,
                      "floor_measured": float(np.mean(dist[-tail:])),

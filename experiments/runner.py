@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_sim import History, SimConfig, run
-from fl_sim.federated_data import FederatedData, build_federated_data
+from fl_sim import History, RunResult, SimConfig, run
+from fl_sim.federated_data import DATA_FIELDS, FederatedData, data_from_config
 
 __all__ = ["Runner", "SeedStats", "seed_stats", "bytes_to_target", "mean_std"]
 
 
 class Runner:
-    """``runner(config) -> History`` with a cache of federated data per data-defining fields."""
+    """``runner(config) -> RunResult`` with a cache of federated data per data-defining fields."""
 
     def __init__(self, verbose: bool = True) -> None:
         self._data: dict[str, FederatedData] = {}
@@ -25,18 +25,16 @@ class Runner:
         self.seconds = 0.0
 
     def data(self, cfg: SimConfig) -> FederatedData:
-        key = json.dumps([cfg.dataset, cfg.num_clients, cfg.partition, cfg.dirichlet_alpha,
-                          cfg.seed, cfg.test_fraction, cfg.dataset_kwargs], sort_keys=True)
+        """The config's data (:func:`fl_sim.federated_data.data_from_config`), cached."""
+        key = json.dumps([getattr(cfg, f) for f in DATA_FIELDS], sort_keys=True)
         if key not in self._data:
-            self._data[key] = build_federated_data(
-                cfg.dataset, cfg.num_clients, cfg.partition, cfg.seed,
-                alpha=cfg.dirichlet_alpha, test_fraction=cfg.test_fraction,
-                data_dir=cfg.data_dir, **cfg.dataset_kwargs)
+            self._data[key] = data_from_config(cfg)
         return self._data[key]
 
-    def __call__(self, cfg: SimConfig, **kwargs) -> History:
+    def __call__(self, cfg: SimConfig, **kwargs) -> RunResult:
         t0 = time.perf_counter()
-        h = run(cfg, data=self.data(cfg), **kwargs)
+        result = run(cfg, data=self.data(cfg), **kwargs)
+        h = result.history
         dt = time.perf_counter() - t0
         self.runs += 1
         self.seconds += dt
@@ -46,10 +44,11 @@ class Runner:
             print(f"  [{self.runs:4d}] {cfg.algorithm:<15} {cfg.model:<4} seed {cfg.seed} "
                   f"R={cfg.rounds:<4} acc {acc_s}  {h.cumulative_bytes[-1] / 1e6:8.2f} MB  "
                   f"{dt:6.1f} s", flush=True)
-        return h
+        return result
 
     def seeds(self, cfg: SimConfig, seeds) -> list[History]:
-        return [self(cfg.replace(seed=s)) for s in seeds]
+        """The histories of ``cfg`` over ``seeds``."""
+        return [self(cfg.replace(seed=s)).history for s in seeds]
 
 
 def mean_std(values) -> tuple[float, float]:

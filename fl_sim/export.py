@@ -27,7 +27,8 @@ def load_params(model: nn.Module, params: dict[str, torch.Tensor]) -> nn.Module:
 
 def export_compact(
     model: nn.Module, params: dict[str, torch.Tensor], policy: RankPolicy | str,
-    *, overrides: dict[str, RankPolicy | str | None] | None = None, min_compression_rate: float = 1.0,
+    *, overrides: dict[str, RankPolicy | str | None] | None = None,
+    min_compression_rate: float = 1.0,
 ) -> tuple[nn.Module, nn.Module, FactorizationReport]:
     """Dense model with ``params`` and its factorized copy under ``policy``.
 

@@ -304,8 +304,8 @@ def build_federated_data(
         ``"digits"``: scikit-learn digits, 64 features in ``[0, 1]``;
         ``"digits_images"``: the same as ``(1, 8, 8)`` images;
         ``"synthetic"``: FedProx synthetic(fedprox_alpha, beta), see
-        :func:`fl_sim.datasets.synthetic_fedprox`; ``"ridge"``: matrix regression
-        with a teacher of known spectrum, see :func:`fl_sim.datasets.ridge_teacher`;
+        :func:`fl_sim.generated_data.synthetic_fedprox`; ``"ridge"``: matrix regression
+        with a teacher of known spectrum, see :func:`fl_sim.generated_data.ridge_teacher`;
         ``"mnist"``, ``"cifar10"``: local files in ``data_dir``.
     num_clients : int
         Number of clients, ``>= 1``.

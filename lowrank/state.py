@@ -263,7 +263,6 @@ def compress_state(
             continue
         m = item_shape[0]
         matrix = tensor.detach().reshape(*tensor.shape[: 1 if batched else 0], m, -1)
-        n = matrix.shape[-1]
         factors = compress_matrix(matrix, layer_policy, method, max_rank=max_rank,
                                   oversampling=oversampling, power_iters=power_iters,
                                   generator=generator, payload_dtype=payload_dtype, name=name)

@@ -46,8 +46,8 @@ import boundcheck
 import fl_sim
 from fl_sim import partition
 from fl_sim.dataset_files import load_digits
-from fl_sim.demo import DEMO_CONFIG
 from fl_sim.plots import plot_label_distribution, plot_metric
+from fl_sim.presets import DEMO_CONFIG
 from theory.bounds import B_constant, li_step_sizes, li_theorem1, recursion_bound
 
 torch.set_num_threads(1)
@@ -151,7 +151,7 @@ print("correct: smaller alpha, more skew; shards are the most skewed")
 # %% [markdown]
 # ## 3. FedAvg on IID and non-IID digits
 #
-# Now we train. The setting is the toolkit's demo (`fl_sim.demo.DEMO_CONFIG`): an MLP
+# Now we train. The setting is the toolkit's demo (`fl_sim.presets.DEMO_CONFIG`): an MLP
 # 64 -> 200 -> 200 -> 10, 20 clients, E = 10 local steps of minibatch size 10, learning rate 0.2,
 # every client in every round; here 25 rounds. We change only the partition. The
 # simulator builds the split itself from the config (`partition`, `dirichlet_alpha`) and uses
@@ -161,9 +161,9 @@ print("correct: smaller alpha, more skew; shards are the most skewed")
 ROUNDS = 25
 fedavg = DEMO_CONFIG.replace(algorithm="fedavg", rounds=ROUNDS)
 runs = {
-    "IID": fl_sim.run(fedavg.replace(partition="iid")),
-    "Dirichlet(1.0)": fl_sim.run(fedavg.replace(dirichlet_alpha=1.0)),
-    "Dirichlet(0.1)": fl_sim.run(fedavg.replace(dirichlet_alpha=0.1)),
+    "IID": fl_sim.run(fedavg.replace(partition="iid")).history,
+    "Dirichlet(1.0)": fl_sim.run(fedavg.replace(dirichlet_alpha=1.0)).history,
+    "Dirichlet(0.1)": fl_sim.run(fedavg.replace(dirichlet_alpha=0.1)).history,
 }
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 plot_metric(runs, "test_accuracy", ax=axes[0])
@@ -237,7 +237,8 @@ for split, kw in (("IID", dict(partition="iid")), ("Dir(0.1)", dict(dirichlet_al
     for E in E_VALUES:
         cfg = fedavg.replace(rounds=20, local_steps=E, **kw)
         drifts[split, E] = []
-        drift_runs[split, E] = fl_sim.run(cfg, observer=drift_observer(cfg, drifts[split, E]))
+        observer = drift_observer(cfg, drifts[split, E])
+        drift_runs[split, E] = fl_sim.run(cfg, observer=observer).history
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 for i, E in enumerate(E_VALUES):

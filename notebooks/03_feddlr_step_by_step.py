@@ -44,9 +44,9 @@ import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import fl_sim
-from fl_sim.demo import DEMO_CONFIG
 from fl_sim.evaluation import evaluate
 from fl_sim.plots import plot_compression_errors, plot_metric, plot_ranks
+from fl_sim.presets import DEMO_CONFIG
 from lowrank import compress_state, state_nbytes
 
 torch.set_num_threads(1)
@@ -153,14 +153,14 @@ print(f"test accuracy: w_0 {acc0:.3f} -> w_1 {acc1:.3f}")
 # %% [markdown]
 # ### Same round, with the simulator
 #
-# `fl_sim.run(cfg)` performs these four steps (in `fl_sim/algorithms/model_compression.py`)
+# `fl_sim.run(cfg).history` performs these four steps (in `fl_sim/algorithms/model_compression.py`)
 # and records what was sent. With the same seed it draws the same minibatches, so its
 # global model after one round must be identical to ours.
 
 # %%
-h1 = fl_sim.run(cfg)
-rec = h1.records[0]
-gap = max(float((w1[n] - h1.final_params[n]).abs().max()) for n in w1)
+result = fl_sim.run(cfg)  # .history: what was recorded; .params: the final global model
+rec = result.history.records[0]
+gap = max(float((w1[n] - result.params[n]).abs().max()) for n in w1)
 print(f"max |our w_1 - simulator's w_1| = {gap:.2e}")
 print(f"recorded: bytes_down {rec.bytes_down}, bytes_up {rec.bytes_up}, "
       f"err_server {rec.err_server:.4f}, err_client {rec.err_client:.4f}")
@@ -198,8 +198,8 @@ print(f"correct (Jensen's upper bound sqrt(sum_k p_k ||C_c(w^k) - w^k||^2) = {je
 ROUNDS = 40
 base = DEMO_CONFIG.replace(rounds=ROUNDS)
 runs = {
-    "FedAvg": fl_sim.run(base.replace(algorithm="fedavg")),
-    "FedDLR (reconstructed), ratio:0.25": fl_sim.run(base.replace(algorithm="feddlr")),
+    "FedAvg": fl_sim.run(base.replace(algorithm="fedavg")).history,
+    "FedDLR (reconstructed), ratio:0.25": fl_sim.run(base.replace(algorithm="feddlr")).history,
 }
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 plot_metric(runs, "test_accuracy", x="round", ax=axes[0])
@@ -266,7 +266,7 @@ fig.tight_layout()
 
 # %%
 energy_run = fl_sim.run(base.replace(algorithm="feddlr", policy_down="energy:0.9",
-                                     policy_up="energy:0.9"))
+                                     policy_up="energy:0.9")).history
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 plot_ranks(energy_run, side="down", ax=axes[0])
 plot_ranks(energy_run, side="up", ax=axes[1])
@@ -302,7 +302,7 @@ for name, h in runs.items():
 # (2,000 numbers), so compressing it saves almost nothing. A short run without the override:
 
 # %%
-no_override = fl_sim.run(base.replace(algorithm="feddlr", policy_overrides={}))
+no_override = fl_sim.run(base.replace(algorithm="feddlr", policy_overrides={})).history
 compare = {"FedDLR, classifier dense": dlr, "FedDLR, classifier at rank 3": no_override}
 fig, ax, _ = plot_metric(compare, "test_accuracy", x="round")
 ax.set_title("Effect of compressing the 10-class output layer")
@@ -342,7 +342,7 @@ print(f"per client: {per_client} bytes; per round: {round_bytes} bytes")
 # %%
 pol = f"fixed:{rank}"
 check = fl_sim.run(DEMO_CONFIG.replace(algorithm="feddlr", rounds=1, policy_down=pol,
-                                       policy_up=pol))
+                                       policy_up=pol)).history
 assert check.records[0].bytes_down_per_client[0] == per_client
 assert check.records[0].bytes_up + check.records[0].bytes_down == round_bytes
 print("correct")

@@ -227,7 +227,7 @@ energy_rows = []
 for tau in TAUS:
     pol = f"energy:{tau}"
     rep = boundcheck.check(base.replace(policy_down=pol, policy_up=pol), problem, SEEDS)
-    hist = fl_sim.run(base.replace(policy_down=pol, policy_up=pol), data=problem.data)
+    hist = fl_sim.run(base.replace(policy_down=pol, policy_up=pol), data=problem.data).history
     last = hist.records[-1]
     r_pred = predicted_rank(s_star, tau)
     pred_bytes = round_bytes([shape], [r_pred], [r_pred], N, itemsize=8).total
@@ -478,7 +478,7 @@ def config_of(name):
 
 budget_reports = {name: boundcheck.check(config_of(name), problem, SEEDS) for name in CANDIDATES}
 # the bytes actually sent, round by round (seed 0; bytes do not depend on the seed here)
-budget_bytes = {name: fl_sim.run(config_of(name), data=problem.data).cumulative_bytes
+budget_bytes = {name: fl_sim.run(config_of(name), data=problem.data).history.cumulative_bytes
                 for name in CANDIDATES}
 B_all = max(max(rep.constants["B_rounds"]) for rep in budget_reports.values())
 rho1, beta1 = constant_step_round(conv.mu, ETA, 1, B_all)

@@ -37,9 +37,9 @@ import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import fl_sim
-from fl_sim.demo import DEMO_CONFIG
 from fl_sim.evaluation import evaluate
 from fl_sim.export import export_compact, time_inference
+from fl_sim.presets import DEMO_CONFIG
 from lowrank import FixedRank, compress_state, factorize
 
 torch.set_num_threads(1)  # timings below are single-threaded
@@ -55,9 +55,10 @@ plt.rcParams["figure.figsize"] = (6.5, 4)
 # %%
 ROUNDS = 40
 cfg = DEMO_CONFIG.replace(algorithm="feddlr", rounds=ROUNDS)
-h_dlr = fl_sim.run(cfg)
-h_avg = fl_sim.run(cfg.replace(algorithm="fedavg"))
-sim = fl_sim.setup(cfg)  # the model template and the data (same seed -> same split)
+run_dlr = fl_sim.run(cfg)  # a RunResult: .history, .params (w_R), .simulation
+run_avg = fl_sim.run(cfg.replace(algorithm="fedavg"))
+h_dlr, h_avg = run_dlr.history, run_avg.history
+sim = run_dlr.simulation  # the run's model template (holding w_0) and its data
 data = sim.data
 
 
@@ -85,12 +86,12 @@ print(f"FedAvg: final test accuracy {h_avg.column('test_accuracy')[-1]:.4f}, "
 # question is how much that changes. We check both.
 
 # %%
-dense, compact, report = export_compact(sim.model, h_dlr.final_params, cfg.policy_down,
+dense, compact, report = export_compact(sim.model, run_dlr.params, cfg.policy_down,
                                         overrides=cfg.policy_overrides)
 print(compact)
 print(report)
 
-broadcast = compress_state(h_dlr.final_params, cfg.policy_down,
+broadcast = compress_state(run_dlr.params, cfg.policy_down,
                            overrides=cfg.policy_overrides)
 acc_broadcast = evaluate(sim.model, broadcast.decompress(), data.test_x, data.test_y,
                          data.task).accuracy
@@ -235,11 +236,12 @@ print("correct:", rep_no.kept_dense)
 
 # %%
 rows = []
-for label, hist in (("FedDLR (reconstructed)", h_dlr), ("FedAvg, truncated afterwards", h_avg)):
+for label, result in (("FedDLR (reconstructed)", run_dlr),
+                      ("FedAvg, truncated afterwards", run_avg)):
     for policy in ("ratio:0.25", "fixed:8"):
-        d_model, c_model, rep = export_compact(sim.model, hist.final_params, policy,
+        d_model, c_model, rep = export_compact(sim.model, result.params, policy,
                                                overrides=cfg.policy_overrides)
-        rows.append((label, policy, hist.cumulative_bytes[-1] / 1e6, rep.param_ratio,
+        rows.append((label, policy, result.history.cumulative_bytes[-1] / 1e6, rep.param_ratio,
                      accuracy(d_model), accuracy(c_model)))
 print(f"{'training':30s} {'export':>11s} {'MB sent':>8s} {'params':>7s} {'acc dense':>9s} "
       f"{'acc compact':>11s}")
@@ -266,12 +268,12 @@ for label, policy, mb, ratio, acc_d, acc_c in rows:
 
 # %%
 def param_ratio_at(r):
-    return export_compact(sim.model, h_dlr.final_params, FixedRank(r),
+    return export_compact(sim.model, run_dlr.params, FixedRank(r),
                           overrides=cfg.policy_overrides)[2].param_ratio
 
 
 r_best = max(r for r in range(1, 65) if param_ratio_at(r) >= 2.0)  # your turn: closed form?
-_, compact_best, rep_best = export_compact(sim.model, h_dlr.final_params, FixedRank(r_best),
+_, compact_best, rep_best = export_compact(sim.model, run_dlr.params, FixedRank(r_best),
                                            overrides=cfg.policy_overrides)
 print(f"largest rank: {r_best}, {rep_best.param_ratio:.3f}x fewer parameters, "
       f"accuracy {accuracy(compact_best):.4f}")

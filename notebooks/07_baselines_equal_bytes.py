@@ -49,8 +49,8 @@ import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import fl_sim
-from fl_sim.demo import DEMO_CONFIG
 from fl_sim.plots import plot_metric
+from fl_sim.presets import DEMO_CONFIG
 from lowrank import QSGD, ErrorFeedback, TopK
 
 torch.set_num_threads(1)
@@ -74,7 +74,7 @@ defaults = {
     "topk_ef 5%": base.replace(algorithm="topk_ef"),
     "qsgd s=16": base.replace(algorithm="qsgd"),
 }
-runs = {name: fl_sim.run(c) for name, c in defaults.items()}
+runs = {name: fl_sim.run(c).history for name, c in defaults.items()}
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 plot_metric(runs, "test_accuracy", x="round", ax=axes[0])
@@ -182,7 +182,7 @@ print(f"update rank {update_rank}: {lowrank_update_bytes(update_rank)} bytes "
 
 # %%
 one_round = fl_sim.run(base.replace(algorithm="lowrank_update", rounds=1,
-                                    update_rank=update_rank))
+                                    update_rank=update_rank)).history
 sent = one_round.records[0].bytes_up_per_client[0]
 assert sent == lowrank_update_bytes(update_rank), (sent, lowrank_update_bytes(update_rank))
 assert sent <= target < lowrank_update_bytes(update_rank + 1)
@@ -195,11 +195,11 @@ print("correct")
 matched = {
     "fedavg": runs["fedavg"],
     "feddlr ratio:0.25": runs["feddlr ratio:0.25"],
-    "feddlr_up ratio:0.25": fl_sim.run(base.replace(algorithm="feddlr_up")),
+    "feddlr_up ratio:0.25": fl_sim.run(base.replace(algorithm="feddlr_up")).history,
     f"lowrank_update r={update_rank}": fl_sim.run(
-        base.replace(algorithm="lowrank_update", update_rank=update_rank)),
+        base.replace(algorithm="lowrank_update", update_rank=update_rank)).history,
     f"topk_ef {100 * topk_ratio:.1f}%": fl_sim.run(
-        base.replace(algorithm="topk_ef", topk_ratio=topk_ratio)),
+        base.replace(algorithm="topk_ef", topk_ratio=topk_ratio)).history,
     "qsgd s=16": runs["qsgd s=16"],
 }
 fig, ax, _ = plot_metric(matched, "test_accuracy", x="bytes")

@@ -29,12 +29,12 @@ from .bounds import (
     rounds_to_target,
 )
 from .constants import ConvexProblem, logistic_problem, ridge_problem
-from .costs import factorized_flops, lowrank_nbytes, round_bytes
+from .costs import factorized_flops, layer_nbytes, round_bytes
 
 __all__ = [
     "B_constant", "ConvexProblem", "LiSteps", "a_priori_recursion", "contraction_delta",
     "factorized_flops", "fixed_point", "fixed_point_relative", "hmt_expected_error_bound",
-    "li_step_sizes", "li_theorem1", "logistic_problem", "lowrank_nbytes", "model_error_bound",
+    "layer_nbytes", "li_step_sizes", "li_theorem1", "logistic_problem", "model_error_bound",
     "participation_C", "policy_error_bound", "policy_relative_error_bound", "recursion_bound",
     "ridge_problem", "round_bytes", "rounds_to_target", "spectral_tail", "tail_energy",
 ]

@@ -303,7 +303,8 @@ def model_error_bound(
     Compression acts layer by layer and the squared Euclidean norm of the model is
     the sum over layers, so the model bound is the sum of the layer bounds from
     :func:`policy_error_bound` (docs/theory.md, §5). Layers sent uncompressed
-    (biases, or layers whose factors would not pay off, :mod:`lowrank.accounting`) have error 0 and may be omitted.
+    (biases, or layers whose factors would not pay off, :mod:`lowrank.accounting`)
+    have error 0 and may be omitted.
 
     Parameters
     ----------

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from fl_sim import History, SimConfig, run, setup
+from fl_sim import History, SimConfig, run
 from fl_sim.federated_data import build_federated_data, data_from_config
 from fl_sim.rng import purpose_seed
 

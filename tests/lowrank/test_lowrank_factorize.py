@@ -106,9 +106,10 @@ def test_nested_model_equals_truncated_original(float_dtype):
     torch.manual_seed(3)
     model = Block().to(float_dtype).eval()
     policy = FixedRank(2)
-    # features.0 is 16 x 27: r * (m + n) * min_compression_rate = 2 * 43 * 2 = 172 < 432 -> factorized;
+    # features.0 is 16 x 27: r * (m + n) * rate = 2 * 43 * 2 = 172 < 432 -> factorized;
     # classifier (5 x 64: 2 * 69 * 2 = 276 < 320) would be factorized, the override keeps it
-    compact, report = factorize(model, policy, overrides={"classifier": None}, min_compression_rate=2.0)
+    compact, report = factorize(model, policy, overrides={"classifier": None},
+                                min_compression_rate=2.0)
     assert set(report.ranks) == {"features.0", "features.2", "inner.fc"}
     assert report.kept_dense["classifier"] == "no policy"
     assert report.kept_dense["features.4"] == "grouped convolution"
@@ -127,7 +128,7 @@ def test_layer_kept_dense_by_min_compression_rate():
     torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 6)).double()
     # rank 3, min_compression_rate 2: first layer 3 * 80 * 2 = 480 < 1600 -> factorized;
-    # last layer 3 * 46 * 2 = 276 >= 240 -> dense (at min_compression_rate 1.5: 207 < 240 -> factorized)
+    # last layer 3 * 46 * 2 = 276 >= 240 -> dense (at rate 1.5: 207 < 240 -> factorized)
     compact, report = factorize(model, FixedRank(3), min_compression_rate=2.0)
     assert report.ranks == {"0": 3}
     assert "2" in report.kept_dense and "would not shrink" in report.kept_dense["2"]

@@ -102,7 +102,7 @@ def test_sq_errors_match_the_reconstruction():
 @pytest.mark.parametrize("r", [1, 2, 3, 4])
 def test_min_compression_rate_rule(min_compression_rate, r):
     # 4 x 12: factors cost r * 16 values against 48 dense; the grid hits the boundary
-    # r * 16 * min_compression_rate == 48 exactly at (r, min_compression_rate) = (3, 1), (2, 1.5), (1, 3): sent raw
+    # r * 16 * rate == 48 exactly at (r, rate) = (3, 1), (2, 1.5), (1, 3): sent raw
     w = torch.randn(4, 12, generator=torch.Generator().manual_seed(r), dtype=torch.float64)
     cs = compress_state({"w": w}, FixedRank(r), min_compression_rate=min_compression_rate)
     e = cs.entries["w"]
