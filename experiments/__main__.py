@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from fl_sim.json_file import read_json, to_jsonable, write_json
+from fl_sim.report import code_version
 
 from .communication import run_communication
 from .computation import run_computation
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results["meta"] = {
         "command": command.strip(), "grid": grid.name, "seconds": time.perf_counter() - t0,
-        "runs": runner.runs, "machine": machine,
+        "runs": runner.runs, "machine": machine, "commit": code_version(),
         "software": f"python {platform.python_version()}, torch {torch.__version__}, "
                     f"numpy {numpy.__version__}, matplotlib {matplotlib.__version__}",
     }

@@ -384,6 +384,7 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          "", "## How this was produced", "",
          f"- Command: `{meta['command']}` ({meta['grid']} mode), total "
          f"{meta['seconds'] / 60:.1f} min, {meta['runs']} simulator runs.",
+         f"- Code: commit {meta.get('commit', 'unknown (not recorded)')}.",
          f"- Machine: {meta['machine']}.",
          f"- Software: {meta['software']}.", "",
          "## Targets", "",

@@ -7,6 +7,7 @@ Neither chooses a matplotlib backend: the CLI does (:func:`fl_sim.cli.main`).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from tabulate import tabulate
 from .history import History
 from .plots import plot_compression_errors, plot_metric
 
-__all__ = ["summary_table", "write_outputs"]
+__all__ = ["code_version", "summary_table", "write_outputs"]
 
 SUMMARY_HEADERS = ("algorithm", "final acc", "best acc", "up MB", "down MB", "total MB",
                    "bytes ratio")
@@ -101,3 +102,27 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def code_version(repo: Path | None = None) -> str:
+    """The commit that generated a document: ``"abc1234"``, ``"abc1234 + uncommitted
+    changes"``, or ``"unknown (not a git checkout)"``.
+
+    Generated docs (results, benchmark records) state it beside their command.
+
+    Parameters
+    ----------
+    repo : Path, optional
+        A folder inside the checkout (default: this package's folder).
+    """
+    where = str(repo or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    commit = head.stdout.strip()
+    return f"{commit} + uncommitted changes" if dirty.stdout.strip() else commit

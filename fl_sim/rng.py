@@ -4,8 +4,8 @@ One ``seed`` is split once, by :class:`numpy.random.SeedSequence`, into one chil
 per purpose in :data:`PURPOSES`:
 
 - ``data``: data generation, partition and train/test splits (a
-  :class:`~numpy.random.SeedSequence` handed to the data builder, which splits it
-  further for its own sub-steps);
+  :class:`~numpy.random.SeedSequence` that :func:`fl_sim.federated_data.data_from_config`
+  hands to the data builder, which splits it further for its own sub-steps);
 - ``init``: model initialization;
 - ``sampling``: which clients take part in a round;
 - ``batches``: minibatch indices of local SGD;
@@ -62,10 +62,9 @@ def _torch_generator(seed_sequence: np.random.SeedSequence) -> torch.Generator:
 
 @dataclass
 class RandomStreams:
-    """One stream per purpose, all derived from a single seed by :func:`purpose_seed`."""
+    """The runtime streams (every purpose but ``data``), derived by :func:`purpose_seed`."""
 
     seed: int
-    data: np.random.SeedSequence  # handed to the data builder (used once, at setup)
     init: torch.Generator  # model initialization
     sampling: torch.Generator  # which clients take part in a round
     batches: torch.Generator  # minibatch indices of local SGD
@@ -76,7 +75,7 @@ class RandomStreams:
         """Split ``seed`` into one independent stream per purpose."""
         seed = _check_seed(seed)
         runtime = {p: _torch_generator(purpose_seed(seed, p)) for p in _RUNTIME}
-        return cls(seed=seed, data=purpose_seed(seed, "data"), **runtime)
+        return cls(seed=seed, **runtime)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """States of the runtime torch streams (for checkpoints)."""
