@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ._validation import check_matrix
-from .accounting import factors_nbytes
+from .accounting import factors_nbytes, wire_nbytes
 from .policies import RankPolicy, parse_policy
 from .svd import SVDResult, exact_svd, power_svd, randomized_svd
 
@@ -76,7 +76,8 @@ class LowRankFactors:
     def dense_nbytes(self) -> int:
         """Bytes the dense matrices would take in the original dtype."""
         m, n = self.shape
-        return int(self.ranks.numel()) * m * n * torch.empty((), dtype=self.dtype).element_size()
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        return int(self.ranks.numel()) * wire_nbytes((m, n), None, itemsize)
 
     @property
     def relative_sq_error(self) -> torch.Tensor:
