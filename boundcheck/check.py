@@ -25,20 +25,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 import fl_sim
 from fl_sim import SimConfig
 from fl_sim.schedules import make_schedule
-from theory.bounds import B_constant, check_step_sizes, participation_C
+from theory.bounds import (
+    B_constant,
+    RecursionBound,
+    check_step_sizes,
+    participation_C,
+    recursion_bound,
+)
 
 from .problems import Problem
-from .recursion import recursion_bound_rounds
 from .report import BoundReport
 from .trajectory import TrajectoryRecorder
 
-__all__ = ["check", "step_sizes", "validate_config", "label_of"]
+__all__ = [
+    "BoundVariant", "LiConstants", "SeedRuns", "check", "label_of", "li_constants",
+    "li_variant", "run_seeds", "step_sizes", "validate_config",
+]
 
 _MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
 _CONSTANTS = ("round", "global", "ball")
@@ -126,67 +136,69 @@ def _rms(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(a), axis=0))
 
 
-def check(
-    config: SimConfig,
-    problem: Problem,
-    seeds: int | Sequence[int] = 5,
-    constants: str = "round",
-    progress: bool = False,
-    drift: str = "lemma3",
-) -> BoundReport:
-    """Run ``config`` over ``seeds`` and compare the a-posteriori bound with the runs.
+# ------------------------------------------------------------------ 1. the runs
+@dataclass(frozen=True)
+class SeedRuns:
+    """What the runs of one configuration measured, over seeds (step 1 of a check)."""
 
-    Parameters
-    ----------
-    config : SimConfig
-        The run (float64; its dataset/model those of ``problem``; ``seed`` is replaced
-        by each seed; the data are ``problem.data`` for every seed).
-    problem : Problem
-        The strongly convex problem (constants, w*).
-    seeds : int or sequence of int
-        Number of seeds (``config.seed, config.seed + 1, ...``) or the seeds.
-    constants : {"round", "global", "ball"}
-        ``sigma_k^2, G^2`` as the sup over every observed point (every client at every
-        local iterate and global model of every seed) of each round (``"round"``: one
-        ``B_r`` per round, see :mod:`boundcheck.recursion`) or of the whole run
-        (``"global"``), or the ball bound of ``ConvexProblem.ball_bound`` around w* with
-        the radius of the farthest observed point (``"ball"``).
-    progress : bool
-        Print one line per seed.
-    drift : {"lemma3", "measured"}
-        The divergence term ``2 E sum_k p_k ||v_t - w^k_t||^2`` of Li et al.'s Lemma 1:
-        bounded by their Lemma 3 (``"lemma3"``: ``8 (E-1)^2 G^2`` in ``B``, a-priori), or
-        replaced by the mean over seeds ``D_t`` of its observed value at every local step
-        (``"measured"``: ``B_t = sum_k p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2``,
-        a-posteriori; docs/theory.md §11.1). ``"measured"`` needs full participation: with
-        sampling, Li et al.'s ``v_t`` averages virtual iterates of unsampled clients that
-        the run never computes.
+    seeds: list[int]
+    dist_sq: np.ndarray  # (S, R+1) ||w_r - w*_hat||^2 per seed
+    train_loss: np.ndarray  # (S, R+1) F(w_r) per seed
+    err_server: np.ndarray  # (S, R) ||C_s(w_r) - w_r||
+    err_client: np.ndarray  # (S, R) ||sum_k a_k (C_c(w^k) - w^k)||
+    divergence: np.ndarray | None  # (S, R, E) sum_k p_k ||w^k - v||^2 (full participation)
+    sigma2_rounds: np.ndarray  # (R+1, N) sup over seeds and the round's points
+    G2_rounds: np.ndarray  # (R+1,)
+    G2_argmax: tuple[int, int, int] | None  # (seed, round, local step) of the sup G^2
+    max_radius: float  # farthest observed point from w*
+    num_points: int  # points evaluated
+    common_start: bool  # every round's clients started at one point
+    err_server_gap: float  # max |recorded err_server - observed ||w_hat_r - w_r|| |
 
-    Returns
-    -------
-    BoundReport
+    @property
+    def d0(self) -> float:
+        """RMS over seeds of ``||w_0 - w*_hat||``."""
+        return float(np.sqrt(np.mean(self.dist_sq[:, 0])))
+
+    @property
+    def e_s(self) -> np.ndarray:
+        """(R,) RMS over seeds of the server error."""
+        return _rms(self.err_server)
+
+    @property
+    def e_c(self) -> np.ndarray:
+        """(R,) RMS over seeds of the client (aggregated) error."""
+        return _rms(self.err_client)
+
+    @property
+    def measured_dist_sq(self) -> np.ndarray:
+        """(R+1,) mean over seeds of ``||w_r - w*_hat||^2``."""
+        return self.dist_sq.mean(axis=0)
+
+    def measured_excess(self, F_star: float) -> np.ndarray:
+        """(R+1,) mean over seeds of ``F(w_r) - F*`` (an underestimate: ``F(w*_hat) >= F*``)."""
+        return self.train_loss.mean(axis=0) - F_star
+
+
+def run_seeds(config: SimConfig, problem: Problem, seeds: Sequence[int],
+              progress: bool = False) -> SeedRuns:
+    """Run ``config`` once per seed with a :class:`TrajectoryRecorder` watching.
+
+    Raises
+    ------
+    RuntimeError
+        If the clients of a round did not share a start point, the recorded server
+        error disagrees with the observed one, or (full participation) the divergence
+        was not seen at every local step.
     """
-    if constants not in _CONSTANTS:
-        raise ValueError(f"constants: expected one of {_CONSTANTS}, got {constants!r}")
-    if drift not in _DRIFTS:
-        raise ValueError(f"drift: expected one of {_DRIFTS}, got {drift!r}")
-    full = config.participation == "full"
-    if drift == "measured" and not full:
-        raise ValueError("drift: 'measured' needs full participation; with sampling the "
-                         "divergence of Li et al.'s Lemma 1 is over the virtual iterates of "
-                         "all N clients, and the unsampled ones are never run "
-                         "(docs/theory.md §11.1)")
-    etas = validate_config(config, problem)
-    seed_list = _seeds(seeds, config.seed)
     c = problem.convex
     E, R = config.local_steps, config.rounds
+    full = config.participation == "full"
     w_star = problem.w_star_params()
-
     dist, excess, es, ec, div = [], [], [], [], []
-    s2_rounds = np.zeros((R + 1, c.num_clients))
-    g2_rounds = np.zeros(R + 1)
+    s2_rounds, g2_rounds = np.zeros((R + 1, c.num_clients)), np.zeros(R + 1)
     radius, npoints, common, es_gap, argmax, g2_best = 0.0, 0, True, 0.0, None, -1.0
-    for s in seed_list:
+    for s in seeds:
         rec = TrajectoryRecorder(c, config.batch_size)
         h = fl_sim.run(config.replace(seed=s), data=problem.data, w_star=w_star,
                        observer=rec.observer).history
@@ -213,105 +225,246 @@ def check(
         es_gap = max(es_gap, float(gaps.max()) if gaps.size else 0.0)
         if progress:
             print(f"  seed {s}: final dist_sq {dist[-1][-1]:.4g}", flush=True)
-    dist, excess = np.array(dist, dtype=np.float64), np.array(excess, dtype=np.float64)
-    es, ec = np.array(es, dtype=np.float64), np.array(ec, dtype=np.float64)
-
-    if not common:
+    runs = SeedRuns(
+        seeds=list(seeds), dist_sq=np.array(dist, dtype=np.float64),
+        train_loss=np.array(excess, dtype=np.float64),
+        err_server=np.array(es, dtype=np.float64), err_client=np.array(ec, dtype=np.float64),
+        divergence=np.array(div, dtype=np.float64) if full else None,
+        sigma2_rounds=s2_rounds, G2_rounds=g2_rounds, G2_argmax=argmax, max_radius=radius,
+        num_points=npoints, common_start=common, err_server_gap=es_gap)
+    if not runs.common_start:
         raise RuntimeError("the clients of a round did not start from a common point: the "
                            "simulator does not implement the analysed algorithm (Lemma 3)")
-    scale = max(1.0, float(np.max(es)))
+    scale = max(1.0, float(np.max(runs.err_server)))
     if es_gap > 1e-9 * scale:
         raise RuntimeError(f"recorded err_server differs from ||C_s(w_r) - w_r|| observed "
                            f"through the Observer by {es_gap:.3g}")
+    return runs
 
+
+# ------------------------------------------------------- 2. Li et al.'s constants
+@dataclass(frozen=True)
+class LiConstants:
+    """The constants of Li et al.'s recursion for one configuration (step 2 of a check)."""
+
+    mode: str  # "round", "global" or "ball"
+    method: str  # how sigma_k^2, G^2 were obtained (for the report)
+    p: np.ndarray  # (N,) client weights
+    L: float
+    Gamma: float
+    E: int
+    sigma2_r: np.ndarray  # (R, N) sigma_k^2 used in round r
+    G2_r: np.ndarray  # (R,) G^2 used in round r
+    sigma2_global: np.ndarray  # (N,) sup over the whole run
+    G2_global: float
+    B_r: np.ndarray  # (R,) B with Lemma 3's drift 8 (E-1)^2 G_r^2
+    divergence: np.ndarray | None  # (R, E) mean over seeds of the measured divergence D_t
+    B_steps: np.ndarray | None  # (R, E) B_t = ... + 2 D_t / eta_t^2 (measured drift)
+    C_r: np.ndarray  # (R,) partial participation constant (0 for full)
+    scheme: str | None  # None (full), "scheme1" or "scheme2"
+    K: int | None  # clients per round
+    eta_steps: np.ndarray  # (R, E) step sizes
+
+    def terms(self, r: int, drift: str) -> dict[str, float]:
+        """The terms of ``B`` in round ``r``."""
+        out = {"noise sum p_k^2 sigma_k^2": float(np.sum(self.p**2 * self.sigma2_r[r])),
+               "heterogeneity 6 L Gamma": 6.0 * self.L * self.Gamma}
+        if drift == "measured":
+            out["drift 2 D_t / eta_t^2 (measured, mean over the round's steps)"] = float(
+                np.mean(2.0 * self.divergence[r] / self.eta_steps[r] ** 2))
+        else:
+            out["drift 8 (E-1)^2 G^2"] = 8.0 * (self.E - 1) ** 2 * float(self.G2_r[r])
+        return out
+
+    def global_constants(self, drift: str) -> tuple[Any, float]:
+        """``(B, C)`` with one sup over the whole run instead of one per round."""
+        if drift == "measured":
+            B = (B_constant(self.p, self.sigma2_global, self.L, self.Gamma, self.E, 0.0)
+                 + 2.0 * self.divergence / self.eta_steps**2)
+        else:
+            B = B_constant(self.p, self.sigma2_global, self.L, self.Gamma, self.E,
+                           self.G2_global)
+        C = (participation_C(self.E, self.G2_global, self.K, self.p.size, self.scheme)
+             if self.scheme else 0.0)
+        return B, C
+
+
+def li_constants(runs: SeedRuns, config: SimConfig, problem: Problem, etas: np.ndarray,
+                 mode: str = "round") -> LiConstants:
+    """``sigma_k^2, G^2`` (per round, for the run, or on a ball), then ``B_r``, ``B_t``, ``C_r``."""
+    if mode not in _CONSTANTS:
+        raise ValueError(f"constants: expected one of {_CONSTANTS}, got {mode!r}")
+    c = problem.convex
+    E, R = config.local_steps, config.rounds
     # sigma_k^2, G^2 per round (rows 0..R-1 are the rounds; row R is the final model only)
-    sigma2_global, g2_global = s2_rounds.max(axis=0), float(g2_rounds.max())
-    if constants == "round":
-        sigma2_r, g2_r = s2_rounds[:R], g2_rounds[:R]
+    sigma2_global, g2_global = runs.sigma2_rounds.max(axis=0), float(runs.G2_rounds.max())
+    if mode == "round":
+        sigma2_r, g2_r = runs.sigma2_rounds[:R], runs.G2_rounds[:R]
         method = ("sup per round over every observed point of that round (every client at "
                   "every local iterate and at w_r), over all seeds")
-    elif constants == "global":
+    elif mode == "global":
         sigma2_r, g2_r = np.tile(sigma2_global, (R, 1)), np.full(R, g2_global)
         method = "sup over every observed point of the run (every client), over all seeds"
     else:
         if config.batch_size is None:
             raise ValueError("constants='ball' needs a minibatch size (batch_size=None has "
                              "sigma^2 = 0; use 'round' or 'global')")
-        ball = c.ball_bound(radius, config.batch_size, replace=True)
+        ball = c.ball_bound(runs.max_radius, config.batch_size, replace=True)
         sigma2_r, g2_r = np.tile(np.asarray(ball.sigma2), (R, 1)), np.full(R, float(ball.G2))
-        method = f"ball around w* of radius {radius:.6g} (farthest observed point)"
-
+        method = f"ball around w* of radius {runs.max_radius:.6g} (farthest observed point)"
     p = c.p
     B_r = np.array([B_constant(p, sigma2_r[r], c.L, c.Gamma, E, g2_r[r]) for r in range(R)])
     eta_steps = etas.reshape(R, E)
-    D = np.mean(np.array(div), axis=0) if full else None  # (R, E) mean over seeds
+    D = None if runs.divergence is None else runs.divergence.mean(axis=0)  # (R, E)
+    B_steps = None
     if D is not None:
         # B_t = sum_k p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2 (§11.1): Lemma 3's term is
         # dropped (B_constant with G^2 = 0) and the measured divergence put in its place
         base_r = np.array([B_constant(p, sigma2_r[r], c.L, c.Gamma, E, 0.0) for r in range(R)])
         B_steps = base_r[:, None] + 2.0 * D / eta_steps**2
-    scheme = None if full else config.participation  # theory spells it as SimConfig does
+    scheme = None if config.participation == "full" else config.participation
     K = int(config.clients_per_round) if scheme else None
     C_r = np.array([participation_C(E, g, K, c.num_clients, scheme) if scheme else 0.0
                     for g in g2_r])
+    return LiConstants(mode, method, p, c.L, c.Gamma, E, sigma2_r, g2_r, sigma2_global,
+                       g2_global, B_r, D, B_steps, C_r, scheme, K, eta_steps)
 
-    def terms(r: int, mode: str = drift) -> dict[str, float]:
-        out = {"noise sum p_k^2 sigma_k^2": float(np.sum(p**2 * sigma2_r[r])),
-               "heterogeneity 6 L Gamma": 6.0 * c.L * c.Gamma}
-        if mode == "measured":
-            out["drift 2 D_t / eta_t^2 (measured, mean over the round's steps)"] = float(
-                np.mean(2.0 * D[r] / eta_steps[r] ** 2))
-        else:
-            out["drift 8 (E-1)^2 G^2"] = 8.0 * (E - 1) ** 2 * float(g2_r[r])
+
+# ---------------------------------------------------------- 3. bound variants
+@dataclass(frozen=True)
+class BoundVariant:
+    """One bound on ``E||w_r - w*||^2`` for the runs, and how it compares (step 3)."""
+
+    name: str  # e.g. "li lemma3", "li measured", "exact"
+    bound_dist_sq: np.ndarray  # (R+1,)
+    bound_excess: np.ndarray  # (R+1,) bound on E F(w_r) - F*
+    ratio: np.ndarray  # (R+1,) bound / measured
+    holds: bool  # bound >= measured at every round (distance and excess)
+    recursion: RecursionBound | None = None  # the scalar recursion behind it, if any
+
+    @classmethod
+    def compare(cls, name: str, bound_dist_sq, bound_excess, runs: SeedRuns, F_star: float,
+                recursion: RecursionBound | None = None) -> BoundVariant:
+        """Bound against the runs' means."""
+        bd = np.asarray(bound_dist_sq, dtype=np.float64)
+        bx = np.asarray(bound_excess, dtype=np.float64)
+        measured = runs.measured_dist_sq
+        with np.errstate(divide="ignore"):
+            ratio = bd / measured
+        ok = bool(np.all(bd >= measured) and np.all(bx >= runs.measured_excess(F_star)))
+        return cls(name, bd, bx, ratio, ok, recursion)
+
+    def brief(self) -> dict[str, Any]:
+        """Tightness summary (the report's ``constants[...]`` entries)."""
+        rat = self.ratio
+        out = {"tightness": float(rat[-1]), "max_ratio": float(np.max(rat)),
+               "min_ratio_after_0": float(np.min(rat[1:])) if rat.size > 1 else float(rat[0]),
+               "holds": self.holds, "bound_dist_sq": self.bound_dist_sq.tolist()}
+        if self.recursion is not None:
+            out["beta_first"] = float(self.recursion.beta[0])
         return out
 
-    delta = c.w_star_error_bound  # ||w*_hat - w*||: the runs measure against w*_hat
-    d0 = float(np.sqrt(np.mean(dist[:, 0])))
-    e_s, e_c = _rms(es), _rms(ec)
-    measured = dist.mean(axis=0)
-    measured_excess = excess.mean(axis=0) - c.F_star  # F(w*_hat) >= F*: an underestimate
 
-    def variant(B) -> tuple:
-        """The recursion with ``B`` (per round or per step) and how it compares."""
-        rec = recursion_bound_rounds(d0 + delta, etas, E, c.mu, c.L, B, e_s, e_c, C_r)
-        bd = (rec.d + delta) ** 2
-        bx = 0.5 * c.L * rec.d**2
-        with np.errstate(divide="ignore"):
-            rat = bd / measured
-        ok = bool(np.all(bd >= measured) and np.all(bx >= measured_excess))
-        return rec, bd, bx, rat, ok
+def li_variant(name: str, runs: SeedRuns, problem: Problem, etas: np.ndarray, E: int, B,
+               C) -> BoundVariant:
+    """Li et al.'s a-posteriori recursion (docs/theory.md §3-§4) with ``B`` and ``C``.
 
-    lemma3 = variant(B_r)
-    meas = variant(B_steps) if D is not None else None
-    rb, bound_dist_sq, bound_excess, ratio, _ = meas if drift == "measured" else lemma3
-    # bound_excess: E F(w_R) - F* <= L/2 d_R^2 (true w*)
-    # for comparison: the same bound with one sup over the whole run
-    if drift == "measured":
-        B_glob = B_constant(p, sigma2_global, c.L, c.Gamma, E, 0.0) + 2.0 * D / eta_steps**2
-    else:
-        B_glob = B_constant(p, sigma2_global, c.L, c.Gamma, E, g2_global)
-    C_glob = participation_C(E, g2_global, K, c.num_clients, scheme) if scheme else 0.0
-    glob = recursion_bound_rounds(d0 + delta, etas, E, c.mu, c.L, B_glob, e_s, e_c, C_glob)
+    The runs measure against the solver's ``w*_hat`` with ``||w*_hat - w*|| <= delta``;
+    the recursion starts at ``d0 + delta`` and the bound on ``||w_r - w*_hat||^2`` is
+    ``(d_r + delta)^2``; the excess bound is ``L/2 d_r^2`` (true ``w*``).
+    """
+    c = problem.convex
+    delta = c.w_star_error_bound
+    rec = recursion_bound(runs.d0 + delta, etas, E, c.mu, c.L, B, runs.e_s, runs.e_c, C)
+    return BoundVariant.compare(name, (rec.d + delta) ** 2, 0.5 * c.L * rec.d**2, runs,
+                                c.F_star, rec)
 
-    def brief(v) -> dict | None:
-        if v is None:
-            return None
-        rat = v[3]
-        return {"tightness": float(rat[-1]), "max_ratio": float(np.max(rat)),
-                "min_ratio_after_0": float(np.min(rat[1:])) if rat.size > 1 else float(rat[0]),
-                "holds": v[4], "beta_first": float(v[0].beta[0]),
-                "bound_dist_sq": v[1].tolist()}
 
+# ------------------------------------------------------------------ 4. report
+def check(
+    config: SimConfig,
+    problem: Problem,
+    seeds: int | Sequence[int] = 5,
+    constants: str = "round",
+    progress: bool = False,
+    drift: str = "lemma3",
+) -> BoundReport:
+    """Run ``config`` over ``seeds`` and compare the a-posteriori bound with the runs.
+
+    Runs over seeds (:func:`run_seeds`) -> constants (:func:`li_constants`) -> bound
+    variants (:class:`BoundVariant`) -> report (:class:`BoundReport`).
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run (float64; its dataset/model those of ``problem``; ``seed`` is replaced
+        by each seed; the data are ``problem.data`` for every seed).
+    problem : Problem
+        The strongly convex problem (constants, w*).
+    seeds : int or sequence of int
+        Number of seeds (``config.seed, config.seed + 1, ...``) or the seeds.
+    constants : {"round", "global", "ball"}
+        ``sigma_k^2, G^2`` as the sup over every observed point (every client at every
+        local iterate and global model of every seed) of each round (``"round"``: one
+        ``B_r`` per round) or of the whole run (``"global"``), or the ball bound of
+        ``ConvexProblem.ball_bound`` around w* with the radius of the farthest observed
+        point (``"ball"``).
+    progress : bool
+        Print one line per seed.
+    drift : {"lemma3", "measured"}
+        The divergence term ``2 E sum_k p_k ||v_t - w^k_t||^2`` of Li et al.'s Lemma 1:
+        bounded by their Lemma 3 (``"lemma3"``: ``8 (E-1)^2 G^2`` in ``B``, a-priori), or
+        replaced by the mean over seeds ``D_t`` of its observed value at every local step
+        (``"measured"``: ``B_t = sum_k p_k^2 sigma_k^2 + 6 L Gamma + 2 D_t / eta_t^2``,
+        a-posteriori; docs/theory.md §11.1). ``"measured"`` needs full participation: with
+        sampling, Li et al.'s ``v_t`` averages virtual iterates of unsampled clients that
+        the run never computes.
+
+    Returns
+    -------
+    BoundReport
+    """
+    if constants not in _CONSTANTS:
+        raise ValueError(f"constants: expected one of {_CONSTANTS}, got {constants!r}")
+    if drift not in _DRIFTS:
+        raise ValueError(f"drift: expected one of {_DRIFTS}, got {drift!r}")
+    if drift == "measured" and config.participation != "full":
+        raise ValueError("drift: 'measured' needs full participation; with sampling the "
+                         "divergence of Li et al.'s Lemma 1 is over the virtual iterates of "
+                         "all N clients, and the unsampled ones are never run "
+                         "(docs/theory.md §11.1)")
+    etas = validate_config(config, problem)
+    runs = run_seeds(config, problem, _seeds(seeds, config.seed), progress)
+    consts = li_constants(runs, config, problem, etas, constants)
+    E = config.local_steps
+    lemma3 = li_variant("li lemma3", runs, problem, etas, E, consts.B_r, consts.C_r)
+    meas = (None if consts.B_steps is None else
+            li_variant("li measured", runs, problem, etas, E, consts.B_steps, consts.C_r))
+    main = meas if drift == "measured" else lemma3
+    B_glob, C_glob = consts.global_constants(drift)
+    glob = li_variant("li global", runs, problem, etas, E, B_glob, C_glob)
+    return _report(config, problem, runs, consts, drift, main, lemma3, meas, glob, etas)
+
+
+def _report(config: SimConfig, problem: Problem, runs: SeedRuns, consts: LiConstants,
+            drift: str, main: BoundVariant, lemma3: BoundVariant, meas: BoundVariant | None,
+            glob: BoundVariant, etas: np.ndarray) -> BoundReport:
+    """The BoundReport of a check: the main variant's arrays, every constant used."""
+    c = problem.convex
+    E, R = config.local_steps, config.rounds
+    D, g2_r = consts.divergence, consts.G2_r
     if D is not None and E > 1:
-        lemma3_div = 4.0 * eta_steps**2 * (E - 1) ** 2 * g2_r[:, None]
+        lemma3_div = 4.0 * consts.eta_steps**2 * (E - 1) ** 2 * g2_r[:, None]
         div_vs_lemma3 = float(np.max(D / lemma3_div))
     else:
         div_vs_lemma3 = None
-    B_main = B_steps.max(axis=1) if drift == "measured" else B_r
-    last = terms(R - 1)
-    last_md = terms(R - 1, "measured") if D is not None else None
-    consts = {
-        "method": method, "mode": constants, "B": float(B_main.max()),
+    B_main = consts.B_steps.max(axis=1) if drift == "measured" else consts.B_r
+    last = consts.terms(R - 1, drift)
+    last_md = consts.terms(R - 1, "measured") if D is not None else None
+    rb = main.recursion
+    measured = runs.measured_dist_sq
+    consts_out = {
+        "method": consts.method, "mode": consts.mode, "B": float(B_main.max()),
         "B_rounds": B_main.tolist(),
         "drift": drift,
         "drift_method": (
@@ -320,32 +473,35 @@ def check(
             else "Lemma 3: 8 (E-1)^2 G^2 in B"),
         "divergence_steps": None if D is None else D.tolist(),
         "divergence_over_lemma3_max": div_vs_lemma3,
-        "lemma3_drift": brief(lemma3), "measured_drift": brief(meas),
-        "tightness_lemma3_drift": float(lemma3[3][-1]),
-        "tightness_measured_drift": None if meas is None else float(meas[3][-1]),
+        "lemma3_drift": lemma3.brief(), "measured_drift": None if meas is None else meas.brief(),
+        "tightness_lemma3_drift": float(lemma3.ratio[-1]),
+        "tightness_measured_drift": None if meas is None else float(meas.ratio[-1]),
         "B_terms_last_round_measured_drift": last_md,
         "dominant_B_term_measured_drift": None if last_md is None else max(last_md,
                                                                            key=last_md.get),
-        "B_terms_first_round": terms(0), "B_terms_last_round": last,
+        "B_terms_first_round": consts.terms(0, drift), "B_terms_last_round": last,
         "dominant_B_term": max(last, key=last.get), "G2": float(g2_r.max()),
-        "G2_rounds": g2_r.tolist(), "sigma2_max": np.max(sigma2_r, axis=0).tolist(),
-        "G2_global_sup": g2_global, "sigma2_global_sup": sigma2_global.tolist(),
-        "C_rounds": C_r.tolist(), "C": float(C_r.max()), "K": K,
-        "participation": config.participation, "p": p.tolist(), "L": c.L, "mu": c.mu,
-        "Gamma": c.Gamma, "d0": d0, "w_star_error_bound": delta, "num_points": npoints,
-        "max_radius": radius, "G2_argmax_seed_round_step": argmax,
+        "G2_rounds": g2_r.tolist(), "sigma2_max": np.max(consts.sigma2_r, axis=0).tolist(),
+        "G2_global_sup": consts.G2_global, "sigma2_global_sup": consts.sigma2_global.tolist(),
+        "C_rounds": consts.C_r.tolist(), "C": float(consts.C_r.max()), "K": consts.K,
+        "participation": config.participation, "p": consts.p.tolist(), "L": c.L, "mu": c.mu,
+        "Gamma": c.Gamma, "d0": runs.d0, "w_star_error_bound": c.w_star_error_bound,
+        "num_points": runs.num_points, "max_radius": runs.max_radius,
+        "G2_argmax_seed_round_step": runs.G2_argmax,
         "batch_size": config.batch_size, "replace": True, "E": E,
         "eta_first": float(etas[0]), "eta_last": float(etas[-1]),
         "eta_max_allowed": 1.0 / (4.0 * c.L), "lr_schedule": config.lr_schedule,
         "rho_first": float(rb.rho[0]), "beta_first": float(rb.beta[0]),
-        "tightness_global_constants": float((glob.d[-1] + delta) ** 2 / measured[-1]),
+        "tightness_global_constants": float(glob.bound_dist_sq[-1] / measured[-1]),
     }
-    checks = {"common_start": common, "err_server_vs_observed_max_gap": es_gap,
+    checks = {"common_start": runs.common_start,
+              "err_server_vs_observed_max_gap": runs.err_server_gap,
               "monte_carlo_note": "measured = mean over seeds; bound is on the expectation"}
     return BoundReport(
-        label=label_of(config, problem), config=config.to_dict(), seeds=seed_list,
-        problem=problem.summary(), constants=consts, rounds=np.arange(R + 1, dtype=np.float64),
-        bound_dist_sq=bound_dist_sq, measured_dist_sq=measured, measured_min=dist.min(axis=0),
-        measured_max=dist.max(axis=0), ratio=ratio, e_s=e_s, e_c=e_c,
-        etas_first=etas.reshape(R, E)[:, 0].copy(), bound_excess=bound_excess,
-        measured_excess=measured_excess, checks=checks)
+        label=label_of(config, problem), config=config.to_dict(), seeds=runs.seeds,
+        problem=problem.summary(), constants=consts_out,
+        rounds=np.arange(R + 1, dtype=np.float64), bound_dist_sq=main.bound_dist_sq,
+        measured_dist_sq=measured, measured_min=runs.dist_sq.min(axis=0),
+        measured_max=runs.dist_sq.max(axis=0), ratio=main.ratio, e_s=runs.e_s, e_c=runs.e_c,
+        etas_first=etas.reshape(R, E)[:, 0].copy(), bound_excess=main.bound_excess,
+        measured_excess=runs.measured_excess(c.F_star), checks=checks)

@@ -39,6 +39,7 @@ __all__ = [
     "constant_step_round",
     "fixed_point",
     "fixed_point_relative",
+    "iterate_maps",
     "li_distance_bound",
     "li_step_sizes",
     "li_theorem1",
@@ -326,17 +327,27 @@ def li_distance_bound(mu: float, L: float, B: float, E: int, t, dist0_sq: float)
 
 
 # ---------------------------------------------------------------- one round
-def round_coefficients(etas_round, mu: float, B: float) -> tuple[float, float]:
+def round_coefficients(etas_round, mu: float, B) -> tuple[float, float]:
     """``(rho, beta)`` of one round: E one-step inequalities unrolled.
 
-    ``rho = prod_j (1 - mu eta_j)``, ``beta = B sum_j eta_j^2 prod_{i>j} (1 - mu eta_i)``
-    (docs/theory.md, §2). Assumes the step conditions of :func:`check_step_sizes`.
+    ``rho = prod_j (1 - mu eta_j)``, ``beta = sum_j eta_j^2 B_j prod_{i>j} (1 - mu eta_i)``
+    (docs/theory.md, §2). ``B`` is one constant for the round or one per local step
+    (``B_j``: the measured-drift variant of docs/theory.md §11.1). Assumes the step
+    conditions of :func:`check_step_sizes`.
     """
-    mu, B = _pos("mu", mu), _nonneg("B", B)
+    mu = _pos("mu", mu)
+    eta = np.asarray(etas_round, dtype=np.float64)
+    b = np.asarray(B, dtype=np.float64)
+    if b.ndim == 0:
+        b = np.full(eta.shape, _nonneg("B", float(b)))
+    elif b.shape != eta.shape:
+        raise ValueError(f"B: a per-step B must have the round's shape {eta.shape}, got {b.shape}")
+    elif not np.all(np.isfinite(b)) or np.any(b < 0):
+        raise ValueError("B: must be finite and >= 0")
     rho, beta = 1.0, 0.0
-    for eta in np.asarray(etas_round, dtype=np.float64):
-        rho *= 1.0 - mu * eta
-        beta = (1.0 - mu * eta) * beta + B * eta**2
+    for e, bj in zip(eta, b, strict=True):
+        rho *= 1.0 - mu * e
+        beta = (1.0 - mu * e) * beta + bj * e**2
     return rho, beta
 
 
@@ -387,6 +398,13 @@ class RoundMap:
         a2 = self.rho * s * s + self.beta
         return (np.sqrt(a2 + self.sync_var) + self.e_c
                 + self.q_c * (self.w_star_norm + np.sqrt(a2 + self.drift_sq)))
+
+    def errors(self, d: float) -> tuple[float, float]:
+        """``(e_s, e_c)`` the map uses at ``d``: the given errors plus the relative ones."""
+        s = d + self.e_s + self.q_s * (self.w_star_norm + d)
+        a2 = self.rho * s * s + self.beta
+        return (self.e_s + self.q_s * (self.w_star_norm + d),
+                self.e_c + self.q_c * (self.w_star_norm + math.sqrt(a2 + self.drift_sq)))
 
     @property
     def lipschitz(self) -> float:
@@ -509,28 +527,29 @@ def fixed_point_relative(
 
 
 def rounds_to_target(
-    round_map: RoundMap, d0: float, target: float, *, max_rounds: int = 1_000_000
+    round_map: Callable[[float], float], d0: float, target: float, *,
+    max_rounds: int = 1_000_000
 ) -> int | None:
-    """First round ``r`` with bound ``d_r <= target``, iterating a constant-step map.
+    """First round ``r`` with ``d_r <= target``, iterating a constant-step map ``d -> m(d)``.
 
-    The map is an increasing contraction, so the iterates are monotone and converge
-    to the fixed point: if that floor is at or above ``target`` (and
-    ``d0 > target``) the target is never reached and None is returned (also when the
-    map does not contract). For a time-varying schedule use
-    :meth:`RecursionBound.first_round_below`.
+    ``round_map`` is any increasing map of the distance bound with a constant step: a
+    :class:`RoundMap` or a scalar map of :mod:`theory.quadratic`. The iterates of an
+    increasing map are monotone; when they stop decreasing above ``target`` (the floor
+    is at or above the target) None is returned. For a :class:`RoundMap` that does not
+    contract None is returned at once; if its floor is at or above the target, too.
+    For a time-varying schedule use :meth:`RecursionBound.first_round_below`.
     To target the excess ``E F - F* <= eps`` pass ``target = sqrt(2 eps / L)``.
 
     Parameters
     ----------
-    round_map : RoundMap
-        One round.
+    round_map : callable
+        One round, ``d_r -> d_{r+1}`` (increasing).
     d0 : float
         ``d_0 >= 0``.
     target : float
         Target distance ``> 0``.
     max_rounds : int
-        Safety cap; a ValueError if reached (cannot happen when the floor is below
-        the target by more than rounding, except for absurdly slow contraction).
+        Safety cap; a ValueError if reached while the iterates still decrease.
 
     Returns
     -------
@@ -539,16 +558,20 @@ def rounds_to_target(
     d, target = _nonneg("d0", d0), _pos("target", target)
     if d <= target:
         return 0
-    try:
-        floor = _fixed_point_of(round_map)
-    except ValueError:
-        return None
-    if floor.d >= target:
-        return None
+    if isinstance(round_map, RoundMap):
+        try:
+            floor = _fixed_point_of(round_map)
+        except ValueError:
+            return None
+        if floor.d >= target:
+            return None
     for r in range(1, _int_ge("max_rounds", max_rounds, 1) + 1):
-        d = float(round_map(d))
-        if d <= target:
+        nxt = float(round_map(d))
+        if nxt <= target:
             return r
+        if not nxt < d:  # stalled above the target (or rising): never reached
+            return None
+        d = nxt
     raise ValueError(f"max_rounds: target not reached within {max_rounds} rounds")
 
 
@@ -588,26 +611,67 @@ def _split_rounds(etas, E: int, L: float, mu: float) -> np.ndarray:
     return eta.reshape(-1, E)
 
 
+def _per_round(name: str, v, R: int) -> np.ndarray:
+    """A scalar or one value per round, as a checked ``(R,)`` array."""
+    return _nonneg_array(name, v, R)
+
+
+def iterate_maps(d0: float, maps: Sequence[RoundMap], L: float) -> RecursionBound:
+    """The one recursion driver: ``d_{r+1} = maps[r](d_r)``, recording what each round used.
+
+    Every recursion of this module (a posteriori, a priori, per-round or per-step
+    constants) is a sequence of :class:`RoundMap` s fed to this loop.
+
+    Parameters
+    ----------
+    d0 : float
+        ``d_0 >= 0``.
+    maps : sequence of RoundMap
+        One per round.
+    L : float
+        Smoothness, kept for the excess.
+
+    Returns
+    -------
+    RecursionBound
+    """
+    d0 = _nonneg("d0", d0)
+    R = len(maps)
+    d = np.empty(R + 1)
+    rho, beta, es, ec = (np.empty(R) for _ in range(4))
+    d[0] = d0
+    for r, m in enumerate(maps):
+        rho[r], beta[r] = m.rho, m.beta
+        es[r], ec[r] = m.errors(float(d[r]))
+        d[r + 1] = m(d[r])
+    return RecursionBound(d, rho, beta, es, ec, float(L))
+
+
 def recursion_bound(
     d0: float,
     etas,
     E: int,
     mu: float,
     L: float,
-    B: float,
+    B,
     e_s,
     e_c,
-    C: float = 0.0,
+    C=0.0,
 ) -> RecursionBound:
     """A-posteriori bound: the recursion fed with (measured) compression errors.
 
-    ``d_{r+1} = sqrt(rho_r (d_r + e_s,r)^2 + beta_r + eta_{rE+E-1}^2 C) + e_c,r``,
+    ``d_{r+1} = sqrt(rho_r (d_r + e_s,r)^2 + beta_r + eta_{rE+E-1}^2 C_r) + e_c,r``,
     derived in docs/theory.md, §1-§4 from Li et al. (2020), Lemmas 1-3 (and
     Lemmas 4-5 for ``C``). Assumptions: A1-A4 with the constants in ``B``
-    (and ``C``) valid along the run; step conditions of :func:`check_step_sizes`
+    (and ``C``) valid on each round; step conditions of :func:`check_step_sizes`
     (checked); ``e_s,r = sqrt(E||C_s(w_r) - w_r||^2)`` and
     ``e_c,r = sqrt(E||sum_k p_k (C_c(w^k) - w^k)||^2)`` (or their Jensen upper
     bound ``sqrt(sum_k p_k E||C_c(w^k) - w^k||^2)``).
+
+    Li et al.'s Lemmas 1-3 (and 5) are statements about the steps of one round, so the
+    unrolled inequality of §2 holds with constants that bound A3/A4 on round ``r`` only
+    (``B_r``, ``C_r``; docs/theory.md, "Checking the bound against runs"); ``B`` may
+    also be one value per *step* (the measured drift of §11.1).
 
     Parameters
     ----------
@@ -619,13 +683,13 @@ def recursion_bound(
         Local steps per round.
     mu, L : float
         Strong convexity and smoothness (``L`` enters the step check and the excess).
-    B : float
-        :func:`B_constant`.
+    B : float or array_like
+        :func:`B_constant`: one value, one per round ``(R,)`` or one per step ``(R, E)``.
     e_s, e_c : array_like or float
         Per-round errors (length ``R``; a scalar is broadcast), ``>= 0``.
-    C : float
-        :func:`participation_C` (0 for full participation); added at the
-        synchronization step only, which is tighter than adding it to ``B``.
+    C : float or array_like
+        :func:`participation_C` (0 for full participation), one value or one per round;
+        added at the synchronization step only, which is tighter than adding it to ``B``.
 
     Returns
     -------
@@ -634,16 +698,20 @@ def recursion_bound(
     E = _int_ge("E", E, 1)
     rounds = _split_rounds(etas, E, L, mu)
     R = rounds.shape[0]
-    d0, B, C = _nonneg("d0", d0), _nonneg("B", B), _nonneg("C", C)
-    es, ec = _nonneg_array("e_s", e_s, R), _nonneg_array("e_c", e_c, R)
-    d = np.empty(R + 1)
-    rho, beta = np.empty(R), np.empty(R)
-    d[0] = d0
+    if np.ndim(B) == 2:
+        B_r = np.asarray(B, dtype=np.float64)
+        if B_r.shape != rounds.shape:
+            raise ValueError(f"B: a per-step B must have shape (R, E) = {rounds.shape}, "
+                             f"got {B_r.shape}")
+    else:
+        B_r = _per_round("B", B, R)
+    C_r, es, ec = _per_round("C", C, R), _nonneg_array("e_s", e_s, R), _nonneg_array("e_c", e_c, R)
+    maps = []
     for r in range(R):
-        rho[r], beta[r] = round_coefficients(rounds[r], mu, B)
-        step = RoundMap(rho[r], beta[r], e_s=es[r], e_c=ec[r], sync_var=rounds[r, -1] ** 2 * C)
-        d[r + 1] = step(d[r])
-    return RecursionBound(d, rho, beta, es, ec, float(L))
+        rho, beta = round_coefficients(rounds[r], mu, B_r[r])
+        maps.append(RoundMap(rho, beta, e_s=es[r], e_c=ec[r],
+                             sync_var=rounds[r, -1] ** 2 * C_r[r]))
+    return iterate_maps(d0, maps, L)
 
 
 def a_priori_recursion(
@@ -699,22 +767,15 @@ def a_priori_recursion(
     """
     E = _int_ge("E", E, 1)
     rounds = _split_rounds(etas, E, L, mu)
-    R = rounds.shape[0]
-    d0, B, C, G2 = _nonneg("d0", d0), _nonneg("B", B), _nonneg("C", C), _nonneg("G2", G2)
+    B, C, G2 = _nonneg("B", B), _nonneg("C", C), _nonneg("G2", G2)
     q_s, q_c, W = _nonneg("q_s", q_s), _nonneg("q_c", q_c), _nonneg("w_star_norm", w_star_norm)
-    d = np.empty(R + 1)
-    rho, beta, es, ec = (np.empty(R) for _ in range(4))
-    d[0] = d0
-    for r in range(R):
-        rho[r], beta[r] = round_coefficients(rounds[r], mu, B)
-        drift_sq = E * G2 * float(np.sum(rounds[r] ** 2))
-        step = RoundMap(rho[r], beta[r], q_s=q_s, q_c=q_c, w_star_norm=W, drift_sq=drift_sq,
-                        sync_var=rounds[r, -1] ** 2 * C)
-        es[r] = q_s * (W + d[r])
-        a2 = rho[r] * (d[r] + es[r]) ** 2 + beta[r]
-        ec[r] = q_c * (W + math.sqrt(a2 + drift_sq))
-        d[r + 1] = step(d[r])
-    return RecursionBound(d, rho, beta, es, ec, float(L))
+    maps = []
+    for eta_r in rounds:
+        rho, beta = round_coefficients(eta_r, mu, B)
+        maps.append(RoundMap(rho, beta, q_s=q_s, q_c=q_c, w_star_norm=W,
+                             drift_sq=E * G2 * float(np.sum(eta_r**2)),
+                             sync_var=eta_r[-1] ** 2 * C))
+    return iterate_maps(d0, maps, L)
 
 
 # ------------------------------------------------------------- policy choice

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import boundcheck as bc
-from boundcheck.recursion import recursion_bound_rounds
 from theory.bounds import recursion_bound
 
 
@@ -76,10 +75,10 @@ def test_scheme2_needs_balanced_clients():
         bc.validate_config(prob.config(participation="scheme2", clients_per_round=2), prob)
 
 
-def test_round_recursion_equals_theory_with_constant_B():
+def test_per_round_constants_equal_one_constant_when_all_equal():
     rng = np.random.default_rng(0)
     etas = np.full(12, 0.05)
     es, ec = rng.random(4) * 0.1, rng.random(4) * 0.1
-    ours = recursion_bound_rounds(1.3, etas, 3, 0.2, 4.0, 7.0, es, ec, C=2.0)
+    ours = recursion_bound(1.3, etas, 3, 0.2, 4.0, np.full(4, 7.0), es, ec, C=np.full(4, 2.0))
     ref = recursion_bound(1.3, etas, 3, 0.2, 4.0, 7.0, es, ec, C=2.0)
     np.testing.assert_allclose(ours.d, ref.d, rtol=1e-14)

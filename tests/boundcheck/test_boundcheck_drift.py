@@ -8,7 +8,7 @@ import torch
 
 import boundcheck as bc
 from boundcheck.cli import main
-from boundcheck.recursion import recursion_bound_rounds
+from theory.bounds import recursion_bound
 
 
 @pytest.fixture(scope="module")
@@ -111,16 +111,15 @@ def test_step_recursion_equals_round_recursion_with_constant_B():
     etas = np.full(12, 0.05)
     B_r = rng.random(4) * 5
     es, ec = rng.random(4) * 0.1, rng.random(4) * 0.1
-    per_round = recursion_bound_rounds(1.3, etas, 3, 0.2, 4.0, B_r, es, ec, C=0.5)
-    per_step = recursion_bound_rounds(1.3, etas, 3, 0.2, 4.0, np.repeat(B_r[:, None], 3, 1),
-                                      es, ec, C=0.5)
+    per_round = recursion_bound(1.3, etas, 3, 0.2, 4.0, B_r, es, ec, C=0.5)
+    per_step = recursion_bound(1.3, etas, 3, 0.2, 4.0, np.repeat(B_r[:, None], 3, 1),
+                               es, ec, C=0.5)
     np.testing.assert_array_equal(per_step.d, per_round.d)
-    smaller = recursion_bound_rounds(1.3, etas, 3, 0.2, 4.0,
-                                     np.repeat(B_r[:, None], 3, 1) * [1.0, 0.5, 0.1], es, ec,
-                                     C=0.5)
+    smaller = recursion_bound(1.3, etas, 3, 0.2, 4.0,
+                              np.repeat(B_r[:, None], 3, 1) * [1.0, 0.5, 0.1], es, ec, C=0.5)
     assert np.all(smaller.d[1:] < per_round.d[1:])
     with pytest.raises(ValueError, match="shape"):
-        recursion_bound_rounds(1.3, etas, 3, 0.2, 4.0, np.ones((4, 2)), es, ec)
+        recursion_bound(1.3, etas, 3, 0.2, 4.0, np.ones((4, 2)), es, ec)
 
 
 def test_cli_check_drift_measured(tmp_path):

@@ -382,3 +382,22 @@ def test_a_simulated_run_stays_below_both_bounds(iid, E, R, batch, lam):
     assert np.all(d_meas <= prior.d * (1 + 1e-12))
     assert np.all(np.sqrt(es_sq / runs) <= prior.e_s * (1 + 1e-12))
     assert np.all(np.sqrt(ec_sq / runs) <= prior.e_c * (1 + 1e-12))
+
+
+def test_per_step_B_equals_round_B_and_rejects_wrong_shape():
+    eta = np.array([0.1, 0.08, 0.05])
+    assert round_coefficients(eta, 0.3, np.full(3, 2.5)) == round_coefficients(eta, 0.3, 2.5)
+    rho, beta = round_coefficients(eta, 0.3, [1.0, 0.0, 0.0])
+    assert beta == pytest.approx(0.1**2 * (1 - 0.3 * 0.08) * (1 - 0.3 * 0.05), rel=1e-14)
+    with pytest.raises(ValueError, match="shape"):
+        round_coefficients(eta, 0.3, np.ones(2))
+
+
+def test_rounds_to_target_for_any_constant_step_map():
+    # a plain affine contraction d -> 0.5 d + 1 (floor 2): not a RoundMap
+    def m(d):
+        return 0.5 * d + 1.0
+
+    assert rounds_to_target(m, 10.0, 3.0) == 3  # 10 -> 6 -> 4 -> 3
+    assert rounds_to_target(m, 10.0, 1.9) is None  # below the floor: stalls
+    assert rounds_to_target(m, 1.0, 3.0) == 0
