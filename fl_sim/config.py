@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import torch
 
 from lowrank import parse_policy
 from lowrank.accounting import check_min_compression_rate
@@ -16,10 +21,19 @@ from .participation import SCHEMES
 
 __all__ = ["SimConfig"]
 
+_METHODS = ("exact", "randomized", "power")
+
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Everything that defines a run; same config and seed give a bit-identical history."""
+    """Everything that defines a run.
+
+    The same config and seed give a bit-identical history on the same device, torch
+    version and number of torch threads (each history records them in
+    ``History.environment``; ``docs/reliability.md``). Every field is checked for its
+    type and range when the config is built: a wrong value raises ``TypeError`` or
+    ``ValueError`` naming the field.
+    """
 
     # what is trained
     algorithm: str = "feddlr"  # one of fl_sim.algorithms.ALGORITHMS
@@ -45,6 +59,8 @@ class SimConfig:
     lr_mu: float | None = None  # for "li"
     lr_gamma: float | None = None  # for "li"
     weight_decay: float = 0.0  # lambda: adds lambda/2 ||w||^2 to every F_k
+    divergence_factor: float | None = 100.0  # stop when train_loss > this x the initial
+    #   train_loss (the error names the round; finished rounds are kept); None = never
     # compression
     policy_down: str = "energy:0.99"  # server-side rank policy (FedDLR family)
     policy_up: str = "energy:0.99"  # client-side rank policy (FedDLR family)
@@ -66,33 +82,50 @@ class SimConfig:
     output_dir: str | None = None  # where checkpoints (and CLI outputs) go
 
     def __post_init__(self) -> None:
+        _check_types(self)
         checks = [
             (self.algorithm in ALGORITHMS, "algorithm", f"one of {', '.join(ALGORITHMS)}"),
             (self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}"),
             (self.model in MODELS, "model", f"one of {', '.join(MODELS)}"),
             (self.participation in SCHEMES, "participation", f"one of {', '.join(SCHEMES)}"),
+            (self.method in _METHODS, "method", f"one of {', '.join(_METHODS)}"),
             (self.num_clients >= 1, "num_clients", ">= 1"),
             (self.rounds >= 1, "rounds", ">= 1"),
             (self.local_steps >= 1, "local_steps", ">= 1 (E counts local SGD steps)"),
             (self.batch_size is None or self.batch_size >= 1, "batch_size", ">= 1 or None"),
-            (self.lr_schedule == "li" or self.lr > 0, "lr", "> 0"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.lr_schedule == "li" or 0 < self.lr < math.inf, "lr", "> 0 and finite"),
+            (self.lr_decay_steps > 0, "lr_decay_steps", "> 0"),
+            (0 <= self.weight_decay < math.inf, "weight_decay", ">= 0 and finite"),
+            (self.divergence_factor is None or self.divergence_factor > 1, "divergence_factor",
+             "> 1 or None (None turns the guard off)"),
+            (self.max_rank is None or self.max_rank >= 1, "max_rank", ">= 1 or None"),
             (self.eval_every >= 1, "eval_every", ">= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every", ">= 0"),
             (self.dtype in ("float32", "float64"), "dtype", "'float32' or 'float64'"),
             (0 < self.test_fraction < 1, "test_fraction", "in (0, 1)"),
+            (self.seed >= 0, "seed", ">= 0"),
         ]
         for ok, name, expected in checks:
             if not ok:
                 raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got "
+                                 f"{self.device!r}") from None
+        if self.checkpoint_every and self.output_dir is None:
+            raise ValueError("checkpoint_every: checkpoints need an output_dir; set output_dir "
+                             "or checkpoint_every=0")
         for name in ("policy_down", "policy_up"):
             try:
                 parse_policy(getattr(self, name))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{name}: {exc}") from exc
-        parse_overrides(self.policy_overrides)
+        overrides = parse_overrides(self.policy_overrides)
         check_min_compression_rate(self.min_compression_rate)
-        make_algorithm(self)  # the algorithm's own checks (topk_ratio, qsgd_levels...) now
+        algorithm = make_algorithm(self)  # the algorithm's own checks (topk_ratio...) now
+        self._check_sketch_size(algorithm, overrides)
         if self.participation != "full":
             k = self.clients_per_round
             if k is None or k < 1:
@@ -100,6 +133,23 @@ class SimConfig:
             if self.participation == "scheme2" and self.dataset not in ("synthetic", "ridge") \
                     and k > self.num_clients:
                 raise ValueError(f"clients_per_round: K={k} > num_clients N={self.num_clients}")
+
+    def _check_sketch_size(self, algorithm: object, overrides: dict) -> None:
+        """A sketching method needs max_rank when a used policy picks its rank from the
+        spectrum: say so now, not in round 1 (and not for an algorithm that compresses
+        nothing with these policies)."""
+        if self.method == "exact" or self.max_rank is not None:
+            return
+        used = [p for p in (getattr(algorithm, "down", None), getattr(algorithm, "up", None))
+                if p is not None]
+        if used:
+            used += [p for p in overrides.values() if p is not None]
+        for policy in used:
+            if policy.requested_rank(2, 2) is None:
+                raise ValueError(
+                    f"max_rank: method={self.method!r} sketches a fixed number of directions, "
+                    f"but {policy} picks its rank from the spectrum; set max_rank (the sketch "
+                    "size) or use method='exact' or a fixed:/ratio: policy")
 
     def replace(self, **changes: Any) -> SimConfig:
         """A copy with some fields changed (validated again)."""
@@ -117,3 +167,52 @@ class SimConfig:
         if unknown:
             raise ValueError(f"config: unknown field(s) {unknown}")
         return cls(**data)
+
+
+_EXPECTED = {"int": "an integer", "float": "a real number", "bool": "True or False",
+             "str": "a string", "dict": "a dict with string keys"}
+
+
+def _check_types(config: SimConfig) -> None:
+    """Check every field against its annotation (``int``, ``float``, ``bool``, ``str``,
+    ``dict``, optionally ``| None``); numpy scalars become Python numbers.
+
+    Fields with other annotations are left to their own checks. Raises ``TypeError``
+    naming the field, and ``ValueError`` for a NaN float.
+    """
+    for f in dataclasses.fields(config):
+        kinds = {k.strip() for k in re.sub(r"\[.*\]", "", str(f.type)).split("|")}
+        value = getattr(config, f.name)
+        optional = "None" in kinds
+        kinds.discard("None")
+        if value is None:
+            if optional:
+                continue
+            raise TypeError(f"{f.name}: expected {_EXPECTED.get(min(kinds), min(kinds))}, "
+                            "got None")
+        kind = next(iter(kinds)) if len(kinds) == 1 else ""
+        if kind == "bool":
+            ok = isinstance(value, bool | np.bool_)
+            value = bool(value) if ok else value
+        elif kind == "int":
+            ok = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+            value = int(value) if ok else value
+        elif kind == "float":
+            ok = isinstance(value, int | float | np.integer | np.floating) and \
+                not isinstance(value, bool | np.bool_)
+            if ok and isinstance(value, np.integer | np.floating):
+                value = value.item()
+            if ok and value != value:
+                raise ValueError(f"{f.name}: expected a number, got nan")
+        elif kind == "str":
+            ok = isinstance(value, str)
+        elif kind == "dict":
+            ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        else:
+            continue  # an annotation this check does not know: the field checks itself
+        if not ok:
+            raise TypeError(f"{f.name}: expected {_EXPECTED[kind]}"
+                            f"{' or None' if optional else ''}, "
+                            f"got {type(value).__name__} {value!r}"[:300])
+        if value is not getattr(config, f.name):
+            object.__setattr__(config, f.name, value)
