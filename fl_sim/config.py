@@ -21,7 +21,7 @@ from .participation import SCHEMES
 
 __all__ = ["SimConfig"]
 
-_METHODS = ("exact", "randomized", "power")
+_METHODS = ("exact", "randomized", "power", "subspace")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,9 @@ class SimConfig:
     policy_up: str = "energy:0.99"  # client-side rank policy (FedDLR family)
     policy_overrides: dict[str, str | None] = field(default_factory=dict)  # layer pattern ->
     #   policy, or None to send that layer dense (e.g. {"*out*": None} keeps the classifier)
-    method: str = "exact"  # exact, randomized, power
+    method: str = "exact"  # exact, randomized, power, subspace (warm-started, the fast path:
+    #   fl_sim/algorithms/model_compression.py, docs/benchmarks.md)
+    subspace_iters: int = 1  # method "subspace": iterations from the warm start
     min_compression_rate: float = 1.0  # factors only if r (m + n) * this < m n
     max_rank: int | None = None  # sketch size for spectrum policies with sketching methods
     update_rank: int = 4  # lowrank_update rank
@@ -75,6 +77,9 @@ class SimConfig:
     # execution
     seed: int = 0
     vectorized: bool = True  # vmap over clients; False = one client at a time
+    chunk_size: int | None = 128  # participants trained and compressed at a time (bounds
+    #   memory, docs/benchmarks.md); None = all at once. Results do not depend on it
+    #   beyond float rounding of the aggregation sums
     device: str = "auto"  # auto (CUDA if present), cpu, cuda
     dtype: str = "float32"  # float32 or float64
     eval_every: int = 1  # evaluate every k rounds (and at the last)
@@ -99,6 +104,8 @@ class SimConfig:
             (self.divergence_factor is None or self.divergence_factor > 1, "divergence_factor",
              "> 1 or None (None turns the guard off)"),
             (self.max_rank is None or self.max_rank >= 1, "max_rank", ">= 1 or None"),
+            (self.subspace_iters >= 1, "subspace_iters", ">= 1"),
+            (self.chunk_size is None or self.chunk_size >= 1, "chunk_size", ">= 1 or None"),
             (self.eval_every >= 1, "eval_every", ">= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every", ">= 0"),
             (self.dtype in ("float32", "float64"), "dtype", "'float32' or 'float64'"),

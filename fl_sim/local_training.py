@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from .algorithms.base import chunks
 from .models import per_sample_loss
 from .params import Params
 from .schedules import LearningRate
@@ -46,6 +47,8 @@ class LocalTrainer:
     weight_decay: float  # lambda of the L2 term
     schedule: LearningRate  # eta_t for global local-step index t = round * E + j
     vectorized: bool = True  # vmap over clients, else a Python loop
+    chunk_size: int | None = None  # clients trained at a time (bounds memory); None = all.
+    #   The minibatches of a round are drawn for all clients first, so chunks change no draw
 
     def _loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
         out = functional_call(self.model, params, (x,))
@@ -104,12 +107,33 @@ class LocalTrainer:
         idx, weights = self._batches(clients, generator)
         device = self.train_x.device
         idx, weights = idx.to(device), weights.to(device)
+        k = clients.numel()
+        if on_step is not None or self.chunk_size is None or self.chunk_size >= k:
+            return self._train(start, idx, weights, round_index, on_step)
+        # chunks of clients (an observer needs every client's iterate at each step, so
+        # it gets one chunk); the output stack is filled chunk by chunk
+        out = {n: torch.empty((k, *p.shape[1:]), dtype=p.dtype, device=p.device)
+               for n, p in start.items()}
+        losses = torch.empty(k, device=device)
+        for part in chunks(k, self.chunk_size):
+            params, losses[part] = self._train({n: p[part] for n, p in start.items()},
+                                               idx[:, part], weights[:, part], round_index, None)
+            for n, p in params.items():
+                out[n][part] = p
+            del params
+        return out, losses
+
+    def _train(self, start: Params, idx: torch.Tensor, weights: torch.Tensor, round_index: int,
+               on_step: StepObserver | None) -> tuple[Params, torch.Tensor]:
+        """:meth:`train` of the clients whose minibatch rows are ``idx`` ``(E, K, B)``."""
+        device = self.train_x.device
+        k = idx.shape[1]
         # our own copy (``start`` may be a broadcast view): updated in place below unless
         # an observer is shown the iterates (it may keep them)
         params = {name: p.clone() for name, p in start.items()}
         step_fn = grad_and_value(self._loss)
         batched_step = vmap(step_fn) if self.vectorized else None
-        losses = torch.zeros(clients.numel(), device=device)
+        losses = torch.zeros(k, device=device)
         for j in range(self.local_steps):
             eta = self.schedule(round_index * self.local_steps + j)
             if on_step is not None:
@@ -120,7 +144,7 @@ class LocalTrainer:
                 grads, losses = batched_step(params, x, y, w)
             else:
                 per_client = [step_fn({n: p[i] for n, p in params.items()}, x[i], y[i], w[i])
-                              for i in range(clients.numel())]
+                              for i in range(k)]
                 grads = {n: torch.stack([g[n] for g, _ in per_client]) for n in params}
                 losses = torch.stack([loss for _, loss in per_client])
             params = self._sgd_step(params, grads, eta, in_place=on_step is None)

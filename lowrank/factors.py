@@ -12,14 +12,16 @@ from typing import Literal
 
 import torch
 
+from ._random import draw
 from ._validation import check_matrix
 from .accounting import factors_nbytes, wire_nbytes
 from .policies import RankPolicy, parse_policy
-from .svd import SVDResult, exact_svd, power_svd, randomized_svd
+from .svd import SVDResult, _subspace_iteration, exact_svd, power_svd, randomized_svd
 
-__all__ = ["LowRankFactors", "compress_matrix", "Method"]
+__all__ = ["LowRankFactors", "compress_matrix", "Method", "METHODS"]
 
-Method = Literal["exact", "randomized", "power"]
+Method = Literal["exact", "randomized", "power", "subspace"]
+METHODS: tuple[str, ...] = ("exact", "randomized", "power", "subspace")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class LowRankFactors:
     """
 
     U: torch.Tensor  # (..., m, R): left singular vectors scaled by singular values
-    V: torch.Tensor  # (..., n, R): right singular vectors (orthonormal; a warm start)
+    #   (method "subspace": W V, whose columns need not be orthogonal)
+    V: torch.Tensor  # (..., n, R): right basis, orthonormal columns (a warm start)
     ranks: torch.Tensor  # int64 (...): rank kept per matrix
     sq_error: torch.Tensor  # float64 (...): ||W - U V^T||_F^2 actually made
     energy: torch.Tensor  # float64 (...): ||W||_F^2
@@ -130,7 +133,7 @@ def _decompose(
     if method == "power":
         return power_svd(w, sketch_rank, iters=max(1, power_iters), warm_start=warm_start,
                          generator=generator, name=name)
-    raise ValueError(f"method: expected 'exact', 'randomized' or 'power', got {method!r}")
+    raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
 
 
 def compress_matrix(
@@ -155,8 +158,15 @@ def compress_matrix(
     policy : RankPolicy or str
         How to choose the rank (see :mod:`lowrank.policies`); a string such as
         ``"energy:0.99"`` is parsed by :func:`~lowrank.policies.parse_policy`.
-    method : {"exact", "randomized", "power"}
-        Exact SVD, randomized SVD (HMT 2011), or PowerSGD-style subspace iteration.
+    method : {"exact", "randomized", "power", "subspace"}
+        Exact SVD, randomized SVD (HMT 2011), PowerSGD-style subspace iteration, or
+        ``"subspace"``: :func:`~lowrank.svd.subspace_iteration` from ``warm_start``
+        (``power_iters`` iterations; the exact SVD when ``warm_start`` is None). It
+        needs a policy that fixes the rank (``fixed:``, ``ratio:``); its factors are
+        ``U = W V``, ``V`` orthonormal (not an SVD), and its ``sq_error`` is
+        ``||W||^2 - ||U||^2`` (in float64 from float32 norms; the float32 rounding of
+        ``U`` makes it differ from the directly computed error by ~1e-5 relative,
+        measured in docs/benchmarks.md).
     max_rank : int, optional
         Sketch size for ``randomized``/``power`` when the policy does not fix a rank.
     oversampling : int
@@ -164,7 +174,10 @@ def compress_matrix(
     power_iters : int
         Randomized SVD power iterations ``q``; iterations of the ``power`` method.
     warm_start : torch.Tensor, optional
-        ``(..., n, r)`` right basis for ``power`` (e.g. the previous ``.V``).
+        ``(..., n, r)`` (or ``(n, r)``, shared by the batch) right basis for ``power``
+        and ``subspace`` (e.g. the previous ``.V``). For ``subspace``, a basis with
+        more columns than the rank is cut, one with fewer is completed by Gaussian
+        columns drawn from ``generator``.
     generator : torch.Generator, optional
         Randomness for the sketching methods.
     payload_dtype : torch.dtype, optional
@@ -178,9 +191,15 @@ def compress_matrix(
         With ``.ranks``, ``.to_dense()``, ``.nbytes`` and ``.sq_error``, the
         squared Frobenius error actually made (computed in float64).
     """
-    check_matrix(w, name)
     policy = parse_policy(policy)
+    if method == "subspace" and warm_start is not None:
+        # checks finiteness through ||W||^2 (check_matrix reads every entry once more)
+        return _subspace_factors(w, policy, warm_start, iters=power_iters, generator=generator,
+                                 payload_dtype=payload_dtype, name=name)
+    check_matrix(w, name)
     m, n = w.shape[-2:]
+    if method == "subspace":
+        method = "exact"  # nothing to start from (first round): the reference
     svd = _decompose(w, policy, method, max_rank=max_rank, oversampling=oversampling,
                      power_iters=power_iters, warm_start=warm_start, generator=generator,
                      name=name)
@@ -197,3 +216,53 @@ def compress_matrix(
     return LowRankFactors(U=u, V=v, ranks=ranks.cpu(), sq_error=sq_error.cpu(),
                           energy=energy.cpu(), dtype=w.dtype,
                           requested_rank=policy.requested_rank(m, n))
+
+
+def _subspace_factors(
+    w: torch.Tensor,
+    policy: RankPolicy,
+    warm_start: torch.Tensor,
+    *,
+    iters: int,
+    generator: torch.Generator | None,
+    payload_dtype: torch.dtype | None,
+    name: str,
+) -> LowRankFactors:
+    """``compress_matrix(method="subspace")`` with a warm start: see its docstring."""
+    if not isinstance(w, torch.Tensor) or not w.dtype.is_floating_point or w.ndim < 2:
+        check_matrix(w, name)  # raises the one-line error
+    m, n = w.shape[-2:]
+    energy = torch.linalg.vector_norm(w, dim=(-2, -1)).double().square()
+    if not bool(torch.isfinite(energy).all()):
+        check_matrix(w, name)  # NaN/Inf: raises, naming the tensor
+        energy = w.double().square().sum(dim=(-2, -1))  # finite but past float32's range
+    requested = policy.requested_rank(m, n)
+    if requested is None:
+        raise ValueError(f"method: 'subspace' needs a policy that fixes the rank (fixed:, "
+                         f"ratio:); {type(policy).__name__} chooses it from the spectrum "
+                         f"({name})")
+    r = min(requested, m, n)
+    start = warm_start[..., :r]
+    if start.shape[-1] < r:  # complete a smaller basis with random directions
+        extra = draw(torch.randn, (*start.shape[:-1], r - start.shape[-1]), generator,
+                     w.dtype, w.device)
+        start = torch.cat([start.to(w.device, w.dtype), extra], dim=-1)
+    u, v = _subspace_iteration(w, start, iters=iters)
+    dtype = payload_dtype or w.dtype
+    u, v = u.to(dtype), v.to(dtype)
+    # V orthonormal: ||W - W V V^T||^2 = ||W||^2 - ||W V||^2, exact up to the rounding of
+    # ||W||^2 (~1e-7 of it in float32); where the error is below 1e-4 of the energy (a
+    # matrix of rank ~r), or the factors were rounded to another dtype, it is measured
+    sq_error = energy - u.double().square().sum(dim=(-2, -1))
+    direct = sq_error < 1e-4 * energy
+    if dtype != w.dtype:
+        direct = torch.ones_like(direct)
+    if bool(direct.any()):
+        sel = direct if direct.ndim else ...
+        made = w[sel].double() - u[sel].double() @ v[sel].double().mT
+        sq_error = sq_error.clone()
+        sq_error[sel] = made.square().sum(dim=(-2, -1))
+    sq_error = sq_error.clamp(min=0)
+    ranks = torch.full(w.shape[:-2], r, dtype=torch.int64)
+    return LowRankFactors(U=u, V=v, ranks=ranks, sq_error=sq_error.cpu(), energy=energy.cpu(),
+                          dtype=w.dtype, requested_rank=requested)

@@ -212,6 +212,7 @@ def compress_state(
     oversampling: int = 10,
     power_iters: int = 2,
     generator: torch.Generator | None = None,
+    warm_starts: Mapping[str, torch.Tensor] | None = None,
 ) -> CompressedState:
     """Compress every tensor of a state dict (or of a stack of state dicts).
 
@@ -222,7 +223,7 @@ def compress_state(
         dimension ``B`` (one slice per client).
     policy : RankPolicy, str or None
         Default rank policy; ``None`` sends everything raw.
-    method : {"exact", "randomized", "power"}
+    method : {"exact", "randomized", "power", "subspace"}
         Decomposition used (see :func:`lowrank.compress_matrix`).
     overrides : Mapping[str, RankPolicy | str | None], optional
         Per-tensor policies by ``fnmatch`` pattern; ``None`` forces raw.
@@ -235,6 +236,10 @@ def compress_state(
         Dtype of the factors sent (default: each tensor's own dtype).
     max_rank, oversampling, power_iters, generator
         Passed to :func:`lowrank.compress_matrix`.
+    warm_starts : Mapping[str, torch.Tensor], optional
+        Right bases by tensor name, passed as ``warm_start`` to
+        :func:`lowrank.compress_matrix` (methods ``power`` and ``subspace``), e.g. the
+        ``.factors.V`` of the entries of an earlier :class:`CompressedState`.
 
     Returns
     -------
@@ -256,16 +261,18 @@ def compress_state(
                 raise ValueError(f"{name}: batch dimension {tensor.shape[0]} != {batch_size}")
         item_shape = tuple(tensor.shape[1:] if batched else tensor.shape)
         layer_policy = resolve_policy(name, policy, overrides)
-        if tensor.dtype.is_floating_point:
-            check_float_tensor(tensor, name)  # raw tensors too: a NaN bias is an error
         if layer_policy is None or len(item_shape) < 2 or not tensor.dtype.is_floating_point:
+            if tensor.dtype.is_floating_point:
+                check_float_tensor(tensor, name)  # raw tensors too: a NaN bias is an error
             entries[name] = DensePayload(tensor.detach())
             continue
+        # a matrix is checked by compress_matrix (once: the check reads every entry)
         m = item_shape[0]
         matrix = tensor.detach().reshape(*tensor.shape[: 1 if batched else 0], m, -1)
         factors = compress_matrix(matrix, layer_policy, method, max_rank=max_rank,
                                   oversampling=oversampling, power_iters=power_iters,
-                                  generator=generator, payload_dtype=payload_dtype, name=name)
+                                  generator=generator, payload_dtype=payload_dtype, name=name,
+                                  warm_start=(warm_starts or {}).get(name))
         entries[name] = MatrixEntry.from_matrix(matrix, factors, item_shape, min_compression_rate)
     return CompressedState(entries=entries, batch_size=batch_size)
 

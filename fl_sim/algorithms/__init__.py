@@ -49,7 +49,8 @@ def _model_compression(name: str, down: bool, up: bool) -> AlgorithmBuilder:
             down=parse_policy(config.policy_down) if down else None,
             up=parse_policy(config.policy_up) if up else None,
             method=config.method, min_compression_rate=config.min_compression_rate,
-            max_rank=config.max_rank, overrides=parse_overrides(config.policy_overrides) or None)
+            max_rank=config.max_rank, overrides=parse_overrides(config.policy_overrides) or None,
+            subspace_iters=config.subspace_iters, chunk_size=config.chunk_size)
 
     return build
 

@@ -19,7 +19,7 @@ from ..params import Params
 from ..participation import Participation
 
 __all__ = ["ServerState", "RoundContext", "RoundComms", "Algorithm",
-           "broadcast", "weighted_sum", "aggregation_error"]
+           "broadcast", "weighted_sum", "aggregation_error", "chunks"]
 
 TrainFn = Callable[[Params, torch.Tensor], Params]
 
@@ -85,3 +85,12 @@ def aggregation_error(sent: Params, true: Params, weights: torch.Tensor) -> floa
     """``||sum_k a_k (sent_k - true_k)||`` over the whole model."""
     diff = weighted_sum({n: sent[n] - true[n] for n in true}, weights)
     return math.sqrt(sum(float(d.double().square().sum()) for d in diff.values()))
+
+
+def chunks(k: int, size: int | None) -> list[slice]:
+    """``[0, k)`` in consecutive slices of at most ``size`` (one slice if ``size`` is None).
+
+    How participants are processed a chunk at a time (``SimConfig.chunk_size``).
+    """
+    size = k if size is None else max(1, size)
+    return [slice(i, min(i + size, k)) for i in range(0, max(k, 1), size)]

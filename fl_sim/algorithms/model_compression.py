@@ -9,6 +9,14 @@ One round (docs/theory.md §0, reconstructed from the paper's abstract):
 4. the server averages the reconstructions: ``w_{r+1} = sum_k a_k C_c(w^k)``.
 
 With no policy on either side this is FedAvg.
+
+``method="subspace"`` is the fast path (docs/benchmarks.md): each client's truncation
+starts from the broadcast right factors ``V`` (its local model is the broadcast
+low-rank model plus ``E`` small steps) and runs :func:`lowrank.svd.subspace_iteration`;
+the server's one matrix per layer keeps the exact SVD (a few ms; a layer with nothing
+to start from, e.g. under ``feddlr_up``, too), and the aggregate is formed from the
+factors without decompressing them. Participants are compressed ``chunk_size`` at a
+time, which bounds the memory of the upload side.
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ import math
 import time
 from dataclasses import dataclass
 
+import torch
+
 from lowrank import CompressedState, RankPolicy, compress_state, state_nbytes
+from lowrank.state import MatrixEntry
 
 from ..params import Params
 from .base import (
@@ -25,12 +36,41 @@ from .base import (
     RoundComms,
     RoundContext,
     ServerState,
-    aggregation_error,
     broadcast,
+    chunks,
     weighted_sum,
 )
 
 __all__ = ["ModelCompression"]
+
+
+def _aggregate_factors(sent: CompressedState, own: Params, weights: torch.Tensor
+                       ) -> tuple[Params, Params]:
+    """``sum_k a_k C(w^k)`` and ``sum_k a_k (C(w^k) - w^k)`` without decompressing.
+
+    For a layer sent as factors, ``sum_k a_k U_k V_k^T`` is one matrix product
+    ``[a_1 U_1 ... a_K U_K] [V_1 ... V_K]^T``; raw layers are summed as they are.
+    Equal to decompressing and calling :func:`weighted_sum` up to float rounding.
+    """
+    true = weighted_sum(own, weights)
+    agg: Params = {}
+    for n, e in sent.entries.items():
+        if isinstance(e, MatrixEntry) and not bool(e.sent_dense.any()):
+            f = e.factors
+            u = f.U * weights.to(f.U.dtype).to(f.U.device).view(-1, 1, 1)  # (K, m, R)
+            k, m, r = u.shape
+            v = f.V.permute(1, 0, 2).reshape(-1, k * r)  # (n, K R)
+            agg[n] = (u.permute(1, 0, 2).reshape(m, k * r) @ v.mT).reshape(e.shape)
+        elif isinstance(e, MatrixEntry):
+            agg[n] = weighted_sum({n: e.decompress()}, weights)[n]
+        else:  # sent raw: received exactly
+            agg[n] = true[n]
+    return agg, {n: agg[n] - true[n] for n in agg}
+
+
+def _bases(c: CompressedState) -> dict[str, torch.Tensor]:
+    """The right factors ``V`` of every matrix of a single compressed state."""
+    return {n: e.factors.V for n, e in c.entries.items() if isinstance(e, MatrixEntry)}
 
 
 def _ranks(c: CompressedState) -> dict:
@@ -50,7 +90,8 @@ class ModelCompression(Algorithm):
     up : RankPolicy or None
         Client-side policy; None uploads dense models.
     method : str
-        Decomposition (``exact``, ``randomized``, ``power``).
+        Decomposition (``exact``, ``randomized``, ``power``, ``subspace``: see the
+        module docstring).
     min_compression_rate : float
         A layer goes as factors only where they are this many times smaller
         (:func:`lowrank.accounting.sends_factors`).
@@ -58,6 +99,12 @@ class ModelCompression(Algorithm):
         Sketch size for spectrum-based policies with sketching methods.
     overrides : dict or None
         Per-layer policies by ``fnmatch`` pattern (``None`` sends that layer dense).
+    subspace_iters : int
+        Iterations of the ``subspace`` method from its warm start.
+    chunk_size : int or None
+        Participants compressed (and aggregated) at a time; None: all at once. The
+        result does not depend on it beyond float rounding of the aggregation sums
+        (bit-identical when ``chunk_size >= K``).
     """
 
     name: str
@@ -67,17 +114,24 @@ class ModelCompression(Algorithm):
     min_compression_rate: float = 1.0
     max_rank: int | None = None
     overrides: dict[str, RankPolicy | str | None] | None = None
+    subspace_iters: int = 1
+    chunk_size: int | None = None
 
-    def _compress(self, params: Params, policy: RankPolicy, ctx: RoundContext, batched: bool):
+    def _compress(self, params: Params, policy: RankPolicy, ctx: RoundContext, batched: bool,
+                  warm_starts: dict[str, torch.Tensor] | None = None):
+        fast = {"power_iters": self.subspace_iters, "warm_starts": warm_starts} \
+            if self.method == "subspace" else {}
         return compress_state(params, policy, method=self.method,
                               min_compression_rate=self.min_compression_rate,
                               overrides=self.overrides,
-                              batched=batched, max_rank=self.max_rank, generator=ctx.generator)
+                              batched=batched, max_rank=self.max_rank, generator=ctx.generator,
+                              **fast)
 
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
         clients, weights = ctx.participation.clients, ctx.participation.weights
         k = clients.numel()
         seconds = 0.0
+        client_bases = None
         t0 = time.perf_counter()
         if self.down is None:
             start, down_bytes, ranks_down, err_server = state.params, state_nbytes(
@@ -86,22 +140,58 @@ class ModelCompression(Algorithm):
             sent = self._compress(state.params, self.down, ctx, batched=False)
             start, down_bytes = sent.decompress(), sent.nbytes
             ranks_down, err_server = _ranks(sent), math.sqrt(sent.sq_error)
+            if self.method == "subspace":
+                client_bases = _bases(sent)  # what every client knows: the broadcast V
         seconds += time.perf_counter() - t0
 
         local = ctx.train(broadcast(start, k), clients)
 
         t0 = time.perf_counter()
         if self.up is None:
-            received, up_bytes, ranks_up = local, [state_nbytes(start)] * k, {}
+            up_bytes, ranks_up = [state_nbytes(start)] * k, {}
+            new_params, err_client = weighted_sum(local, weights), 0.0
         else:
-            sent_up = self._compress(local, self.up, ctx, batched=True)
-            received, up_bytes, ranks_up = (sent_up.decompress(), sent_up.nbytes_per_item,
-                                            _ranks(sent_up))
-        new_params = weighted_sum(received, weights)
-        err_client = 0.0 if self.up is None else aggregation_error(received, local, weights)
+            new_params, err_client, up_bytes, ranks_up = self._upload(local, weights, ctx,
+                                                                      client_bases)
         seconds += time.perf_counter() - t0
 
         comms = RoundComms(bytes_down_per_client=[down_bytes] * k, bytes_up_per_client=up_bytes,
                            ranks_down=ranks_down, ranks_up=ranks_up, err_server=err_server,
                            err_client=err_client, compress_seconds=seconds)
         return ServerState(params=new_params, round=state.round + 1, memory=state.memory), comms
+
+    def _upload(self, local: Params, weights: torch.Tensor, ctx: RoundContext,
+                bases: dict[str, torch.Tensor] | None
+                ) -> tuple[Params, float, list[int], dict[str, list[int]]]:
+        """Compress the participants' models ``chunk_size`` at a time and aggregate.
+
+        Returns ``sum_k a_k C_c(w^k)``, ``||sum_k a_k (C_c(w^k) - w^k)||``, the bytes
+        each participant sent and the ranks per layer. One chunk computes exactly what
+        :func:`weighted_sum` and :func:`aggregation_error` compute on the whole stack;
+        several add up per-chunk sums (float rounding differs only in the last bits).
+        """
+        k = weights.numel()
+        total: Params | None = None
+        diff_total: Params | None = None
+        up_bytes: list[int] = []
+        ranks_up: dict[str, list[int]] = {}
+        for part in chunks(k, self.chunk_size):
+            own = {n: p[part] for n, p in local.items()}
+            sent = self._compress(own, self.up, ctx, batched=True, warm_starts=bases)
+            up_bytes += sent.nbytes_per_item
+            for n, r in _ranks(sent).items():
+                ranks_up.setdefault(n, []).extend(r)
+            if self.method == "subspace":
+                agg, diff = _aggregate_factors(sent, own, weights[part])
+            else:  # the reference: decompress every model
+                received = sent.decompress()
+                agg = weighted_sum(received, weights[part])
+                diff = weighted_sum({n: received[n] - own[n] for n in own}, weights[part])
+            if total is None or diff_total is None:
+                total, diff_total = agg, diff
+            else:
+                total = {n: total[n] + agg[n] for n in total}
+                diff_total = {n: diff_total[n] + diff[n] for n in diff_total}
+        assert total is not None and diff_total is not None  # k >= 1
+        err = math.sqrt(sum(float(d.double().square().sum()) for d in diff_total.values()))
+        return total, err, up_bytes, ranks_up

@@ -3,7 +3,8 @@
 The downlink is dense. Each participant compresses its update with a
 per-client compressor whose memory (error-feedback residuals, warm-start bases)
 lives in the server state as stacks ``(N, ...)``, so a run checkpoints and
-resumes exactly:
+resumes exactly. A round writes the rows of its participants in place (it consumes
+the state it is given):
 
 - ``lowrank_update``: PowerSGD-style rank-r update + error feedback;
 - ``topk_ef``: top-k sparsification + error feedback;
@@ -14,6 +15,7 @@ Aggregation: ``w_{r+1} = w_r + sum_k a_k C(w^k - w_r)``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +31,6 @@ from .base import (
     RoundComms,
     RoundContext,
     ServerState,
-    aggregation_error,
     broadcast,
     weighted_sum,
 )
@@ -70,11 +71,12 @@ class UpdateCompression(Algorithm):
         w = state.params
         local = ctx.train(broadcast(w, k), clients)
         t0 = time.perf_counter()
-        delta = {n: local[n] - w[n] for n in w}
+        delta = {n: local[n].sub_(w[n]) for n in w}  # the trainer's output is ours
         received = {n: torch.empty_like(d) for n, d in delta.items()}
-        # one copy of each per-client stack per round, updated in place below
-        memory = {slot: {n: t.clone() for n, t in stack.items()}
-                  for slot, stack in state.memory.items()}
+        # the per-client stacks are updated in place, in the rows of the participants
+        # only (a copy of all N clients' memory per round cost O(N) time and memory):
+        # the state passed in is consumed
+        memory = {slot: dict(stack) for slot, stack in state.memory.items()}
         up_bytes = []
         for i, client in enumerate(clients.tolist()):
             own = {slot: {n: t[client] for n, t in stack.items()}
@@ -97,7 +99,9 @@ class UpdateCompression(Algorithm):
                     stack[n][client] = value
         step = weighted_sum(received, weights)
         new_params = {n: w[n] + step[n] for n in w}
-        err_client = aggregation_error(received, delta, weights)
+        # aggregation_error's arithmetic, in place in the received stack (no third stack)
+        diff = weighted_sum({n: received[n].sub_(delta[n]) for n in delta}, weights)
+        err_client = math.sqrt(sum(float(d.double().square().sum()) for d in diff.values()))
         comms = RoundComms(bytes_down_per_client=[state_nbytes(w)] * k,
                            bytes_up_per_client=up_bytes, ranks_down={}, ranks_up={},
                            err_server=0.0, err_client=err_client,
