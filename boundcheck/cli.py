@@ -145,7 +145,11 @@ def _cmd_grid(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    from fl_sim.cli_errors import one_line_parser
+    from fl_sim.output_dir import check_output_dir
+
+    a = one_line_parser(_parser()).parse_args(argv)  # usage errors: one line (issue 11)
+    check_output_dir(a.out, "--out")  # before any simulation: a bad folder costs nothing
     t = time.perf_counter()
     code = _cmd_check(a) if a.command == "check" else _cmd_grid(a)
     print(f"({time.perf_counter() - t:.1f}s)")

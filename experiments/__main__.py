@@ -1,4 +1,11 @@
-"""``python -m experiments [--quick] [--out docs/results] [--report docs/results.md]``."""
+"""``python -m experiments [--quick] [--out FOLDER] [--report FILE] [--overwrite]``.
+
+Runs write to a fresh folder ``runs/experiments/<UTC time>`` by default; the committed
+report is rebuilt only when asked explicitly
+(``--out docs/results --report docs/results.md --overwrite``): an existing
+``results.json`` is never replaced without ``--overwrite``. Output paths are checked
+before anything runs; errors are one line (``fl_sim/cli_errors.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,14 @@ import json
 import os
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from fl_sim.cli_errors import OneLineParser, run_cli
 from fl_sim.json_file import read_json, to_jsonable, write_json
+from fl_sim.output_dir import check_output_dir
 from fl_sim.report import code_version
 
 from .communication import run_communication
@@ -43,27 +51,57 @@ def _machine() -> str:
             + (f", load average at start {load[0]:.2f}" if load else ""))
 
 
+def _fresh_run_folder() -> Path:
+    """``runs/experiments/<UTC time>``, with a suffix if that folder exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    base = Path("runs/experiments") / stamp
+    folder, i = base, 1
+    while folder.exists():
+        folder, i = base.with_name(f"{stamp}-{i}"), i + 1
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    """Entry point: returns the exit code; errors are one line (``--debug``: traceback)."""
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    ap = OneLineParser(prog="python -m experiments", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny grid for CI (structure only)")
-    ap.add_argument("--out", type=Path, default=Path("docs/results"),
-                    help="folder for the figures and results.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for the figures and results.json (default: a fresh "
+                         "runs/experiments/<UTC time>)")
     ap.add_argument("--report", type=Path, default=None,
                     help="markdown report (default: <out>/results.md)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing <out>/results.json (e.g. docs/results)")
     ap.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--rebuild", action="store_true",
                     help="no runs: rebuild figures and report from <out>/results.json")
     args = ap.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected >= 1, got {args.threads}")
+    if args.rebuild and args.out is None:
+        raise ValueError("--out: --rebuild needs the folder holding results.json")
+    args.out = args.out or _fresh_run_folder()
+    if not args.rebuild and (args.out / "results.json").exists() and not args.overwrite:
+        raise ValueError(f"--out: {args.out} already holds results.json; pass --overwrite to "
+                         "replace it, or choose another folder")
+    check_output_dir(args.out, "--out")  # before any run: a bad folder costs nothing
+    if args.report is not None:
+        check_output_dir(args.report.parent, "--report")
     import matplotlib
 
     matplotlib.use("Agg")  # files only; the entry point, not the library, picks the backend
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     grid = QUICK if args.quick else FULL
     report = args.report or args.out / "results.md"
-    command = "python -m experiments " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m experiments " + shlex.join(argv)
     machine = _machine()
     if args.rebuild:
         return _rebuild(args.out, report, grid.name)
