@@ -182,6 +182,10 @@ def load_mnist_idx(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load an MNIST-format dataset (MNIST, Fashion-MNIST, ...) from local IDX files.
 
+    Images and labels must be unsigned bytes (IDX type ``0x08``): pixels ``0..255``
+    become ``[0, 1]``. Other IDX types (signed bytes, integers, floats), which
+    :func:`read_idx` reads, are refused here, naming the file.
+
     Expects in ``folder`` the files ``train-images-idx3-ubyte`` and
     ``train-labels-idx1-ubyte`` (``kind="train"``) or ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte`` (``kind="test"``), each optionally gzip-compressed
@@ -213,8 +217,15 @@ def load_mnist_idx(
     _check_kind(kind)
     path = _check_folder(folder, "MNIST")
     image_stem, label_stem = _MNIST_FILES[kind]
-    images = read_idx(_find_idx(path, image_stem), expected_ndim=3)
-    labels = read_idx(_find_idx(path, label_stem), expected_ndim=1)
+    image_file, label_file = _find_idx(path, image_stem), _find_idx(path, label_stem)
+    images = read_idx(image_file, expected_ndim=3)
+    labels = read_idx(label_file, expected_ndim=1)
+    for what, array, file in (("images", images, image_file), ("labels", labels, label_file)):
+        if array.dtype != np.uint8:  # MNIST-format files hold unsigned bytes, nothing else
+            raise ValueError(
+                f"{file}: MNIST {what} must be unsigned bytes (IDX type 0x08, magic "
+                f"0x0000080{3 if what == 'images' else 1}), got {array.dtype}"
+            )
     if images.shape[0] != labels.shape[0]:
         raise ValueError(
             f"{path}: {images.shape[0]} images but {labels.shape[0]} labels in the {kind} files"

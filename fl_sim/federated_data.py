@@ -108,8 +108,29 @@ class FederatedData:
                 f"client_test_x, client_test_y: expected {sizes.numel()} entries (one per "
                 f"client), got {len(self.client_test_x)} and {len(self.client_test_y)}"
             )
+        if self.test_x.numel() and tuple(self.test_x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"{self.name}: test inputs have shape {tuple(self.test_x.shape[1:])}, training "
+                f"inputs {tuple(self.input_shape)}; the test files do not match the training files"
+            )
         self._check_targets(self.train_y, "train_y")
         self._check_targets(self.test_y, "test_y")
+        self._check_finite()
+
+    def _check_finite(self) -> None:
+        """NaN or Inf in the inputs or targets is bad data: say so, naming the dataset."""
+        tensors = {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x,
+                   "test_y": self.test_y}
+        tensors |= {f"client_test_x[{k}]": t for k, t in enumerate(self.client_test_x)}
+        for field, t in tensors.items():
+            if not t.dtype.is_floating_point or t.device.type == "meta" or not t.numel():
+                continue
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(
+                    f"{self.name}: {field} holds {bad} NaN or Inf values; the data are bad "
+                    "(check the dataset's files or dataset_kwargs), this is not a learning-rate "
+                    "problem")
 
     def _check_targets(self, y: torch.Tensor, name: str) -> None:
         if self.task == "classification":
