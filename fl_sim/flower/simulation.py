@@ -1,0 +1,63 @@
+"""``simulate``: a config on Flower's simulation engine (Ray backend), in this process.
+
+One virtual SuperNode per fl_sim client (node config ``partition-id = k``); the
+ServerApp and ClientApp are bound to the config (:func:`make_server_app`,
+:func:`make_client_app`), since ``flwr.simulation.run_simulation`` takes no run config.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..config import SimConfig
+from ..federated_data import data_from_config
+from ..history import History
+from .client_app import make_client_app
+from .ledger import FlowerLedger
+from .run_config import FlowerOptions
+from .server_app import make_server_app, output_paths
+
+__all__ = ["simulate"]
+
+
+def simulate(config: SimConfig, options: FlowerOptions | None = None, *,
+             num_cpus_per_client: float = 1.0, verbose: bool = False
+             ) -> tuple[History, FlowerLedger]:
+    """Run ``config`` on Flower's simulation engine.
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run; ``output_dir`` receives ``<algorithm>.history.json`` and
+        ``<algorithm>.flower.json``.
+    options : FlowerOptions, optional
+        Round timeout and minimum replies.
+    num_cpus_per_client : float
+        Ray resources of one ClientApp (how many run at once: CPUs / this).
+    verbose : bool
+        Flower's DEBUG logs.
+
+    Returns
+    -------
+    (History, FlowerLedger)
+        Also written to ``output_dir``; a run that stopped early raises
+        ``RuntimeError`` with the ledger's one-line error.
+    """
+    from flwr.simulation import run_simulation
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    history_path, ledger_path = output_paths(config)
+    for path in (history_path, ledger_path):
+        path.unlink(missing_ok=True)
+    num_nodes = data_from_config(config).num_clients
+    run_simulation(server_app=make_server_app(config, options, engine="simulation"),
+                   client_app=make_client_app(config), num_supernodes=num_nodes,
+                   backend_config={"client_resources": {"num_cpus": num_cpus_per_client,
+                                                        "num_gpus": 0.0}},
+                   verbose_logging=verbose)
+    if not ledger_path.exists():
+        raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see the log above)")
+    ledger = FlowerLedger.load_json(ledger_path)
+    if ledger.error is not None:
+        raise RuntimeError(ledger.error)
+    return History.load_json(history_path), ledger
