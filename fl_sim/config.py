@@ -62,10 +62,11 @@ class SimConfig:
     divergence_factor: float | None = 100.0  # stop when train_loss > this x the initial
     #   train_loss (the error names the round; finished rounds are kept); None = never
     # compression
-    policy_down: str = "energy:0.99"  # server-side rank policy (FedDLR family)
-    policy_up: str = "energy:0.99"  # client-side rank policy (FedDLR family)
-    policy_overrides: dict[str, str | None] = field(default_factory=dict)  # layer pattern ->
-    #   policy, or None to send that layer dense (e.g. {"*out*": None} keeps the classifier)
+    policy_down: str = "ratio:0.25"  # server-side rank policy (FedDLR family, FedDLR-EF)
+    policy_up: str = "ratio:0.25"  # client-side rank policy (FedDLR family, FedDLR-EF)
+    policy_overrides: dict[str, str | None] = field(
+        default_factory=lambda: {"*out*": None})  # layer pattern -> policy, or None to send
+    #   that layer dense; the default keeps the classifier (MLP/CNN1D "out") dense
     method: str = "exact"  # exact, randomized, power, subspace (warm-started, the fast path:
     #   fl_sim/algorithms/model_compression.py, docs/benchmarks.md)
     subspace_iters: int = 1  # method "subspace": iterations from the warm start
@@ -74,6 +75,9 @@ class SimConfig:
     update_rank: int = 4  # lowrank_update rank
     topk_ratio: float = 0.05  # topk_ef fraction kept
     qsgd_levels: int = 16  # qsgd levels
+    rank_floor: float = 0.0  # FedDLR family, FedDLR-EF: keep >= ceil(floor min(m, n)) ranks
+    rank_growth: int = 0  # FedDLR family, FedDLR-EF: add this many ranks to the policy's
+    #   choice (fl_sim/algorithms/rank_floor.py; both 0 = the policy as it is)
     # execution
     seed: int = 0
     vectorized: bool = True  # vmap over clients; False = one client at a time

@@ -17,18 +17,31 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lowrank.accounting import sends_factors
+from lowrank.policies import parse_policy
+from lowrank.svd import exact_svd
+
 from ._validation import _check_int
 
 __all__ = [
     "CNN",
+    "CNN1D",
+    "FACTORIZATIONS",
+    "FactorizedLayer",
+    "HadamardLayer",
+    "LowRankLayer",
     "MLP",
     "MODELS",
+    "MUDLayer",
+    "factorize_model",
+    "factorized_layers",
+    "fedpara_rank",
     "LinearRegression",
     "LogisticRegression",
     "build_model",
@@ -229,7 +242,296 @@ class CNN(nn.Module):
         return self.fc2(x)
 
 
-MODELS = ("logreg", "linreg", "mlp", "cnn")
+class CNN1D(nn.Module):
+    """Small 1-D convolutional network for signals such as MNIST-1D (40 samples).
+
+    ``conv(1->32, k 5, stride 2, pad 2) - ReLU - conv(32->64, k 3, stride 2, pad 1) - ReLU -
+    flatten - linear(64 * L/4 -> 128) - ReLU - linear(128 -> classes)``; layers are named
+    ``conv1``, ``conv2``, ``fc1``, ``out`` (the classifier matches the pattern ``"*out*"``).
+
+    The 1-D convolutions are ``nn.Conv2d`` with ``1 x k`` kernels on inputs viewed as
+    ``(batch, 1, 1, L)``: the same function as ``nn.Conv1d``, and every tool written for
+    ``Linear``/``Conv2d`` (byte accounting, :func:`lowrank.factorize`, the factorized
+    variants below) applies unchanged.
+
+    Parameters
+    ----------
+    length : int, default 40
+        Length of the input signal (inputs of any shape are flattened to it).
+    num_classes : int, default 10
+        Number of outputs.
+    channels : (int, int), default (32, 64)
+        Channels of the two convolutions.
+    hidden : int, default 128
+        Width of the hidden linear layer.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        length: int = 40,
+        num_classes: int = 10,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 128,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        length = _check_int(length, "length", minimum=4)
+        num_classes = _check_int(num_classes, "num_classes", minimum=1)
+        c1, c2 = (_check_int(c, f"channels[{i}]", minimum=1) for i, c in enumerate(channels))
+        hidden = _check_int(hidden, "hidden", minimum=1)
+        self.length = length
+        self.conv1 = nn.Conv2d(1, c1, (1, 5), stride=(1, 2), padding=(0, 2), device="meta")
+        self.conv2 = nn.Conv2d(c1, c2, (1, 3), stride=(1, 2), padding=(0, 1), device="meta")
+        l1 = (length + 2 * 2 - 5) // 2 + 1
+        l2 = (l1 + 2 * 1 - 3) // 2 + 1
+        self.fc1 = nn.Linear(c2 * l2, hidden, device="meta")
+        self.out = nn.Linear(hidden, num_classes, device="meta")
+        _materialize(self, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, num_classes)`` for signals ``(batch, L)`` (or any shape of L)."""
+        x = x.reshape(x.shape[0], 1, 1, self.length)
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.out(x)
+
+
+# --------------------------------------------------------------------------------------
+# Factorized variants: the model the low-rank FL methods train (FedHM, FedLMT, FedPara,
+# FedMUD). Each replaces the weight of a Linear/Conv2d by parameters from which the
+# weight is built; the bias keeps its name. Matricization is the project's rule
+# (lowrank/accounting.py): a conv kernel (O, I, kh, kw) is the O x (I kh kw) matrix.
+
+# factorization -> names of the parameters that replace ``weight``
+FACTORIZATIONS: dict[str, tuple[str, ...]] = {
+    "lowrank": ("U", "V"),  # W = U @ V            (FedHM, FedLMT)
+    "hadamard": ("X1", "Y1", "X2", "Y2"),  # W = (X1 @ Y1) * (X2 @ Y2)   (FedPara)
+    "mud": ("weight", "A", "B"),  # W = weight + A @ B, weight and A frozen   (FedMUD)
+}
+
+
+class FactorizedLayer(nn.Module):
+    """A ``Linear`` or ``Conv2d`` (groups 1, zero padding) whose weight is built from factors.
+
+    Subclasses define :meth:`matrix` (the ``O x (I kh kw)`` weight matrix) and may
+    override :meth:`forward`. ``bias`` keeps the dense layer's name and value.
+    """
+
+    def __init__(self, dense: nn.Linear | nn.Conv2d) -> None:
+        super().__init__()
+        if isinstance(dense, nn.Conv2d) and (dense.groups != 1 or dense.padding_mode != "zeros"):
+            raise ValueError("dense: factorized convolutions need groups=1 and zero padding")
+        self.weight_shape = tuple(dense.weight.shape)
+        self.conv = None if isinstance(dense, nn.Linear) else {
+            "stride": dense.stride, "padding": dense.padding, "dilation": dense.dilation}
+        self.bias = None if dense.bias is None else nn.Parameter(dense.bias.detach().clone())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(m, n)`` of the matricized weight."""
+        return self.weight_shape[0], math.prod(self.weight_shape[1:])
+
+    def matrix(self) -> torch.Tensor:
+        """The ``m x n`` weight matrix this layer applies."""
+        raise NotImplementedError
+
+    def dense_weight(self) -> torch.Tensor:
+        """The weight in the dense layer's shape."""
+        return self.matrix().reshape(self.weight_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The dense layer's operation with the built weight."""
+        if self.conv is None:
+            return F.linear(x, self.dense_weight(), self.bias)
+        return F.conv2d(x, self.dense_weight(), self.bias, **self.conv)
+
+
+class LowRankLayer(FactorizedLayer):
+    """``W = U V``: ``U (m, r)``, ``V (r, *kernel)``, computed as two thin layers.
+
+    A linear layer runs ``x -> x V^T -> (.) U^T + b``; a convolution runs a ``kh x kw``
+    conv to ``r`` channels then a ``1 x 1`` conv, so training and inference cost
+    ``r (m + n)`` multiply-adds per output position instead of ``m n``. Initialized from
+    the dense weight's truncated SVD, ``U = U_r sqrt(S_r)``, ``V = sqrt(S_r) V_r^T``
+    (FedHM's split).
+    """
+
+    def __init__(self, dense: nn.Linear | nn.Conv2d, rank: int) -> None:
+        super().__init__(dense)
+        m, n = self.shape
+        r = _check_int(rank, "rank", minimum=1)
+        svd = exact_svd(dense.weight.detach().reshape(m, n).double())
+        root = svd.S[:r].sqrt()
+        self.U = nn.Parameter((svd.U[:, :r] * root).to(dense.weight.dtype))
+        self.V = nn.Parameter((root.unsqueeze(1) * svd.V[:, :r].T).to(dense.weight.dtype)
+                              .reshape(r, *self.weight_shape[1:]))
+
+    def matrix(self) -> torch.Tensor:
+        return self.U @ self.V.reshape(self.V.shape[0], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.V.shape[0]
+        if self.conv is None:
+            return F.linear(F.linear(x, self.V), self.U, self.bias)
+        inner = F.conv2d(x, self.V, None, **self.conv)
+        return F.conv2d(inner, self.U.reshape(self.U.shape[0], r, 1, 1), self.bias)
+
+
+def fedpara_rank(m: int, n: int, gamma: float) -> int:
+    """FedPara's inner rank ``r`` of an ``m x n`` layer for the parameter ratio ``gamma``.
+
+    ``r = ceil((1 - gamma) r_min + gamma r_max)``, ``r_min = ceil(sqrt(min(m, n)))`` (the
+    least ``r`` with ``r^2 >= min(m, n)``, so the Hadamard product can reach full rank),
+    ``r_max = floor(m n / (2 (m + n)))`` (as many parameters as the dense layer); the
+    matricized form of the rule in ``adap/flower: baselines/fedpara/fedpara/models.py``.
+    """
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"gamma: must lie in [0, 1], got {gamma}")
+    r_min = math.ceil(math.sqrt(min(m, n)))
+    r_max = max(1, (m * n) // (2 * (m + n)))
+    return max(1, math.ceil((1 - gamma) * r_min + gamma * r_max - 1e-12))
+
+
+class HadamardLayer(FactorizedLayer):
+    """FedPara's ``W = (X1 Y1) * (X2 Y2)`` (elementwise), rank up to ``r^2`` from ``2 r (m+n)``.
+
+    Convolutions use the matricized form (``Y`` of shape ``(r, I kh kw)``), a documented
+    simplification of FedPara's Tucker-core parameterization of conv kernels. Factors are
+    drawn ``U(-a, a)`` with ``a = (9 b / (sqrt(3) r))^(1/4)``, so that each entry of ``W``
+    has the variance of the dense default init ``U(-b, b)``, ``b = 1/sqrt(fan_in)``.
+    """
+
+    def __init__(self, dense: nn.Linear | nn.Conv2d, rank: int,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(dense)
+        m, n = self.shape
+        r = _check_int(rank, "rank", minimum=1)
+        b = 1.0 / math.sqrt(n)
+        a = (9.0 * b / (math.sqrt(3.0) * r)) ** 0.25
+        kw = {"dtype": dense.weight.dtype}
+        for name, shape in (("X1", (m, r)), ("Y1", (r, n)), ("X2", (m, r)), ("Y2", (r, n))):
+            t = torch.empty(shape, **kw).uniform_(-a, a, generator=generator)
+            setattr(self, name, nn.Parameter(t))
+
+    def matrix(self) -> torch.Tensor:
+        return (self.X1 @ self.Y1) * (self.X2 @ self.Y2)
+
+
+class MUDLayer(FactorizedLayer):
+    """FedMUD's layer: ``W = weight + A B`` with ``weight`` and ``A`` frozen, ``B`` trained.
+
+    ``weight`` is the global model, ``A (m, r)`` the factor regenerated each round from
+    a shared seed, ``B (r, n)`` the trained factor (zero at the start of a round, so the
+    layer starts at the global model). The forward pass detaches ``weight`` and ``A``:
+    their gradients are zero, and the algorithm (fl_sim/algorithms/fedmud.py) keeps its
+    own copies of them, so what local training does to them is never used.
+    """
+
+    def __init__(self, dense: nn.Linear | nn.Conv2d, rank: int) -> None:
+        super().__init__(dense)
+        m, n = self.shape
+        r = _check_int(rank, "rank", minimum=1)
+        self.weight = nn.Parameter(dense.weight.detach().clone())
+        self.A = nn.Parameter(torch.zeros(m, r, dtype=dense.weight.dtype))
+        self.B = nn.Parameter(torch.zeros(r, n, dtype=dense.weight.dtype))
+
+    def matrix(self) -> torch.Tensor:
+        return self.weight.detach().reshape(self.shape) + self.A.detach() @ self.B
+
+
+def _classifier_name(model: nn.Module) -> str | None:
+    """The last ``Linear`` in module order: the classifier, which stays dense."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
+def factorize_model(
+    model: nn.Module,
+    factorization: str,
+    *,
+    rank: str = "ratio:0.25",
+    gamma: float = 0.1,
+    dense_layers: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Replace the ``Linear``/``Conv2d`` layers of a dense model by factorized ones (in place).
+
+    The classifier (the last ``Linear``) and layers matching a pattern of
+    ``dense_layers`` stay dense, as do layers whose factors would not be smaller than
+    the dense weight (:func:`lowrank.accounting.sends_factors`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A dense model of this module (initialized: ``lowrank`` starts from its SVD,
+        ``mud`` from its weights).
+    factorization : {"lowrank", "hadamard", "mud"}
+        :class:`LowRankLayer`, :class:`HadamardLayer` or :class:`MUDLayer`.
+    rank : str
+        A policy that fixes the rank in advance (``"ratio:RHO"``, ``"fixed:R"``), for
+        ``lowrank`` and ``mud``.
+    gamma : float
+        FedPara's parameter ratio in ``[0, 1]`` (:func:`fedpara_rank`), for ``hadamard``.
+    dense_layers : sequence of str
+        ``fnmatch`` patterns of module names that stay dense.
+    generator : torch.Generator, optional
+        Source of the Hadamard factors.
+
+    Returns
+    -------
+    nn.Module
+        ``model`` itself.
+    """
+    import fnmatch
+
+    if factorization not in FACTORIZATIONS:
+        raise ValueError(f"factorization: expected one of {list(FACTORIZATIONS)}, "
+                         f"got {factorization!r}")
+    policy = parse_policy(rank)
+    keep = {_classifier_name(model)}
+    replacements = []
+    for name, layer in model.named_modules():
+        if not isinstance(layer, nn.Linear | nn.Conv2d) or name in keep \
+                or any(fnmatch.fnmatchcase(name, p) for p in dense_layers):
+            continue
+        m, n = layer.weight.shape[0], layer.weight[0].numel()
+        if factorization == "hadamard":
+            r = fedpara_rank(m, n, gamma)
+            if 2 * r * (m + n) >= m * n:
+                continue
+            new: nn.Module = HadamardLayer(layer, r, generator)
+        else:
+            r = policy.requested_rank(m, n)
+            if r is None:
+                raise ValueError(f"rank: {rank!r} does not fix a rank in advance; "
+                                 "use 'ratio:RHO' or 'fixed:R'")
+            r = min(r, m, n)
+            if not sends_factors(m, n, r):
+                continue
+            new = LowRankLayer(layer, r) if factorization == "lowrank" else MUDLayer(layer, r)
+        replacements.append((name, new))
+    for name, new in replacements:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, new)
+    return model
+
+
+def factorized_layers(params: Mapping[str, torch.Tensor], factorization: str) -> list[str]:
+    """Prefixes of the layers of ``params`` that carry every factor of ``factorization``.
+
+    For ``"lowrank"`` these are the ``p`` with ``p.U`` and ``p.V`` in ``params``.
+    """
+    names = FACTORIZATIONS[factorization]
+    first = "." + names[0]
+    prefixes = [k[: -len(first)] for k in params if k.endswith(first)]
+    return [p for p in prefixes if all(f"{p}.{f}" in params for f in names)]
+
+
+MODELS = ("logreg", "linreg", "mlp", "cnn", "cnn1d")
 
 
 def build_model(
@@ -244,8 +546,9 @@ def build_model(
 
     Parameters
     ----------
-    name : {"logreg", "linreg", "mlp", "cnn"}
-        :class:`LogisticRegression`, :class:`LinearRegression`, :class:`MLP`, :class:`CNN`.
+    name : {"logreg", "linreg", "mlp", "cnn", "cnn1d"}
+        :class:`LogisticRegression`, :class:`LinearRegression`, :class:`MLP`, :class:`CNN`,
+        :class:`CNN1D`.
     input_shape : sequence of int
         Shape of one input, e.g. ``(64,)`` or ``(1, 8, 8)``; ``"cnn"`` needs ``(C, H, W)``.
     num_outputs : int
@@ -253,12 +556,29 @@ def build_model(
     generator : torch.Generator, optional
         Source of the initial weights (torch's global generator when omitted).
     **kwargs
-        Passed to the model, e.g. ``bias=True`` or ``hidden=(100,)``.
+        Passed to the model, e.g. ``bias=True`` or ``hidden=(100,)``, except the keys
+        of the factorized variant: ``factorization`` (``"lowrank"``, ``"hadamard"``,
+        ``"mud"``), ``rank``, ``gamma``, ``dense_layers`` go to :func:`factorize_model`,
+        applied to the dense model once it is initialized. This is how a config selects
+        the model that FedHM/FedLMT (``lowrank``), FedPara (``hadamard``) and FedMUD
+        (``mud``) train: ``model_kwargs={"factorization": "lowrank", "rank": "ratio:0.25"}``.
 
     Returns
     -------
     torch.nn.Module
     """
+    factor_kw = {k: kwargs.pop(k) for k in ("factorization", "rank", "gamma", "dense_layers")
+                 if k in kwargs}
+    model = _build_dense(name, input_shape, num_outputs, generator, kwargs)
+    if factor_kw.get("factorization") is not None:
+        factorize_model(model, factor_kw.pop("factorization"), generator=generator, **factor_kw)
+    elif factor_kw:
+        raise ValueError(f"model_kwargs: {sorted(factor_kw)} need a 'factorization'")
+    return model
+
+
+def _build_dense(name: str, input_shape: Sequence[int], num_outputs: int,
+                 generator: torch.Generator | None, kwargs: dict) -> nn.Module:
     shape = tuple(_check_int(d, f"input_shape[{i}]", 1) for i, d in enumerate(input_shape))
     if not shape:
         raise ValueError("input_shape: must have at least one dimension, got ()")
@@ -277,6 +597,8 @@ def build_model(
             )
         c, h, w = shape
         return CNN(c, num_outputs, image_size=(h, w), generator=generator, **kwargs)
+    if name == "cnn1d":
+        return CNN1D(in_features, num_outputs, generator=generator, **kwargs)
     raise ValueError(f"name: unknown model {name!r}; valid names are {list(MODELS)}")
 
 

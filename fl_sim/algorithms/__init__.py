@@ -1,5 +1,5 @@
-"""Federated algorithms: FedAvg, FedDLR (reconstructed) and its ablations, update-compression
-baselines.
+"""Federated algorithms: FedAvg, FedDLR (reconstructed) and its ablations, FedDLR-EF (our
+extension), the low-rank methods FedHM, FedLMT, FedPara, FedMUD, update-compression baselines.
 
 :data:`ALGORITHMS` is the one registry: name -> builder ``(SimConfig) -> Algorithm``.
 Every hyperparameter's default lives in :class:`fl_sim.config.SimConfig`; a builder
@@ -16,15 +16,21 @@ from typing import TYPE_CHECKING
 from lowrank import RankPolicy, parse_policy
 
 from .base import Algorithm, RoundComms, RoundContext, ServerState
+from .feddlr_ef import FedDLREF
+from .fedhm import FedHM
+from .fedlmt import FedLMT
+from .fedmud import FedMUD
+from .fedpara import FedPara
 from .model_compression import ModelCompression
+from .rank_floor import with_floor_growth
 from .update_compression import UpdateCompression, lowrank_update, qsgd, topk_ef
 
 if TYPE_CHECKING:
     from ..config import SimConfig
 
-__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmBuilder", "ModelCompression", "RoundComms",
-           "RoundContext", "ServerState", "UpdateCompression", "make_algorithm",
-           "parse_overrides"]
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmBuilder", "FedDLREF", "FedHM", "FedLMT",
+           "FedMUD", "FedPara", "ModelCompression", "RoundComms", "RoundContext", "ServerState",
+           "UpdateCompression", "make_algorithm", "parse_overrides"]
 
 AlgorithmBuilder = Callable[["SimConfig"], Algorithm]
 
@@ -40,19 +46,31 @@ def parse_overrides(overrides: dict[str, str | None] | None) -> dict[str, RankPo
     return out
 
 
+def _policy(config: SimConfig, spec: str) -> RankPolicy:
+    """A policy string of the config, with its ``rank_floor``/``rank_growth`` applied."""
+    return with_floor_growth(parse_policy(spec), config.rank_floor, config.rank_growth)
+
+
 def _model_compression(name: str, down: bool, up: bool) -> AlgorithmBuilder:
     """Builder of one member of the FedDLR family (FedAvg when neither link compresses)."""
 
     def build(config: SimConfig) -> ModelCompression:
         return ModelCompression(
             name=name,
-            down=parse_policy(config.policy_down) if down else None,
-            up=parse_policy(config.policy_up) if up else None,
+            down=_policy(config, config.policy_down) if down else None,
+            up=_policy(config, config.policy_up) if up else None,
             method=config.method, min_compression_rate=config.min_compression_rate,
             max_rank=config.max_rank, overrides=parse_overrides(config.policy_overrides) or None,
             subspace_iters=config.subspace_iters, chunk_size=config.chunk_size)
 
     return build
+
+
+def _feddlr_ef(config: SimConfig) -> FedDLREF:
+    return FedDLREF(down=_policy(config, config.policy_down),
+                    up=_policy(config, config.policy_up), method=config.method,
+                    min_compression_rate=config.min_compression_rate, max_rank=config.max_rank,
+                    overrides=parse_overrides(config.policy_overrides) or None)
 
 
 ALGORITHMS: dict[str, AlgorithmBuilder] = {
@@ -63,6 +81,13 @@ ALGORITHMS: dict[str, AlgorithmBuilder] = {
     "lowrank_update": lambda config: lowrank_update(config.update_rank),
     "topk_ef": lambda config: topk_ef(config.topk_ratio),
     "qsgd": lambda config: qsgd(config.qsgd_levels),
+    "feddlr_ef": _feddlr_ef,
+    # these train the factorized model that model_kwargs selects (fl_sim/models.py);
+    # their init names model_kwargs when the model carries no factors
+    "fedhm": lambda config: FedHM(),
+    "fedlmt": lambda config: FedLMT(),
+    "fedpara": lambda config: FedPara(),
+    "fedmud": lambda config: FedMUD(),
 }
 
 

@@ -107,9 +107,10 @@ def test_byte_ledger_matches_the_compressors():
     for r in h.records:
         assert r.bytes_up == sum(r.bytes_up_per_client)
         assert r.bytes_down == sum(r.bytes_down_per_client)
-    # fc1 is 16x64 at rank 4 down: 4*(16+64)*4 bytes, plus raw biases and the 10x16 layer
+    # fc1 is 16x64 at rank 4 down: 4*(16+64)*4 bytes, plus raw biases and the 10x16
+    # classifier, dense by the default policy_overrides {"*out*": None}
     down = h.records[0].bytes_down_per_client[0]
-    assert down == 4 * 80 * 4 + 16 * 4 + 4 * 26 * 4 + 10 * 4
+    assert down == 4 * 80 * 4 + 16 * 4 + 10 * 16 * 4 + 10 * 4
     fedavg = run(SMALL.replace(algorithm="fedavg")).history
     dense = (16 * 64 + 16 + 10 * 16 + 10) * 4
     assert fedavg.records[0].bytes_down_per_client == [dense] * 6
