@@ -341,6 +341,40 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _RoundBoundary:
+    """Defers Ctrl-C (SIGINT) to the end of the round in progress (main thread only).
+
+    The first Ctrl-C lets the round finish and be recorded, then raises
+    ``KeyboardInterrupt``; a second one raises at once. ``inside`` tells whether an
+    exception left from inside a round.
+    """
+
+    def __init__(self) -> None:
+        self.inside = False
+        self._pending = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self._pending:  # the second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._pending = True
+
+    def __enter__(self) -> _RoundBoundary:
+        self.inside, self._pending = True, False
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        if exc_type is None:
+            self.inside = False
+            if self._pending:
+                raise KeyboardInterrupt
+
+
 def _check_divergence(config: SimConfig, history: History, round_number: int) -> None:
     factor, start = config.divergence_factor, history.initial.get("train_loss")
     loss = history.records[-1].train_loss
@@ -369,13 +403,15 @@ def _run(config: SimConfig, *, data, w_star, resume_from, progress, observer) ->
     p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
     bar = tqdm(range(state.round, config.rounds), desc=config.algorithm, disable=not progress,
                initial=state.round, total=config.rounds)
+    stopping = _RoundBoundary()
     try:
         for r in bar:
-            new_state, record = _one_round(sim, state, r, p, w_star, observer)
-            if journal is not None:
-                journal.append(record)
-            history.records.append(record)
-            state, rng_done = new_state, sim.streams.state_dict()
+            with stopping:  # Ctrl-C waits for the round to finish and be recorded
+                new_state, record = _one_round(sim, state, r, p, w_star, observer)
+                if journal is not None:
+                    journal.append(record)
+                history.records.append(record)
+                state, rng_done = new_state, sim.streams.state_dict()
             if record.test_accuracy is not None:
                 bar.set_postfix(acc=f"{record.test_accuracy:.3f}")
             if config.checkpoint_every and ((r + 1) % config.checkpoint_every == 0
@@ -385,8 +421,14 @@ def _run(config: SimConfig, *, data, w_star, resume_from, progress, observer) ->
             _check_divergence(config, history, r + 1)
     except BaseException:
         # the finished rounds are in the journal; a checkpoint of the last one makes the
-        # run resumable (python -m fl_sim run ... --resume-from OUTPUT_DIR)
-        if out is not None:
+        # run resumable (python -m fl_sim run ... --resume-from OUTPUT_DIR), unless the
+        # round was cut inside an algorithm that updates its per-client memory in place
+        consumed = stopping.inside and any(state.memory.values())
+        if consumed and out is not None:
+            warnings.warn("output_dir: no recovery checkpoint: the run stopped inside a round "
+                          "that updates per-client memory in place; the finished rounds are "
+                          f"in {out / JOURNAL_NAME}", RuntimeWarning, stacklevel=3)
+        elif out is not None:
             try:
                 with _sigint_deferred():
                     save_checkpoint(out / "checkpoint.pt", Checkpoint(
