@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_matrix", "check_float_tensor"]
+__all__ = ["check_matrix", "check_float_tensor", "check_payload_dtype"]
 
 
 def check_float_tensor(x: torch.Tensor, name: str) -> None:
@@ -57,3 +57,27 @@ def check_matrix(x: torch.Tensor, name: str) -> None:
         )
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"{name}: empty matrix of shape {tuple(x.shape)}")
+
+
+def check_payload_dtype(dtype: object, name: str = "payload_dtype") -> None:
+    """Raise unless ``dtype`` is ``None`` or a floating-point ``torch.dtype``.
+
+    Factors rounded to integers, booleans or complex numbers are not an approximation
+    of the matrix (an int8 payload gives a relative error of 1), so only floating
+    dtypes are accepted.
+
+    Parameters
+    ----------
+    dtype : torch.dtype or None
+        The dtype factors are sent in (``None``: the matrix's own).
+    name : str
+        Name used in the error message.
+    """
+    if dtype is None:
+        return
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name}: expected a torch.dtype such as torch.float16, got "
+                        f"{type(dtype).__name__} {dtype!r}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"{name}: factors must be sent in a floating dtype (float16, bfloat16, "
+                        f"float32, float64), got {dtype}")

@@ -77,7 +77,12 @@ class TopKPayload:
 
 def _level_dtype(s: int) -> torch.dtype:
     """Smallest signed integer dtype holding ``[-s, s]``."""
-    return torch.int8 if s <= 127 else torch.int16 if s <= 32767 else torch.int32
+    if s <= 127:
+        return torch.int8
+    return torch.int16 if s <= 32767 else torch.int32 if s <= 2**31 - 1 else torch.int64
+
+
+_MAX_LEVELS = 2**52  # levels are computed in float64, exact for integers up to 2**53
 
 
 def _code_bits(s: int) -> int:
@@ -139,7 +144,8 @@ class QSGDPayload:
         return 32 + math.prod(self.shape) * math.log2(2 * self.s + 1)
 
     def decompress(self) -> torch.Tensor:
-        return (self.norm.to(self.dtype) * self.levels.to(self.dtype) / self.s)
+        # in float64: norm * level could pass the dtype's range before the division by s
+        return (self.norm.double() * self.levels.double() / self.s).to(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -210,11 +216,24 @@ class QSGD:
     def __post_init__(self) -> None:
         if isinstance(self.s, bool) or not isinstance(self.s, int) or self.s < 1:
             raise ValueError(f"s: must be an integer >= 1, got {self.s!r}")
+        if self.s > _MAX_LEVELS:
+            raise ValueError(f"s: must be <= 2**52 (levels are exact float64 integers), "
+                             f"got {self.s}")
 
     def compress(self, x: torch.Tensor, name: str = "tensor") -> QSGDPayload:
         check_float_tensor(x, name)
         x = x.detach()
-        norm = torch.linalg.vector_norm(x.double()).float()
+        norm64 = torch.linalg.vector_norm(x.double())
+        norm = norm64.float()
+        # the norm is sent as float32 and every decompressed entry is at most the norm:
+        # both must fit, or finite inputs would come back as inf or nan
+        limit = min(torch.finfo(torch.float32).max, torch.finfo(x.dtype).max)
+        if not bool(torch.isfinite(norm64)) or float(norm64) > limit:
+            big = x.double().abs().max()  # the norm without overflow, for the message
+            size = float(big * torch.linalg.vector_norm(x.double() / big))
+            raise ValueError(f"{name}: norm {size:.3g} exceeds {limit:.3g}, the "
+                             f"range of QSGD's float32 norm and of {x.dtype}; scale the "
+                             "tensor down")
         int_dtype = _level_dtype(self.s)
         if float(norm) == 0.0:
             levels = torch.zeros_like(x, dtype=int_dtype)

@@ -111,14 +111,22 @@ def factorize(
         Ranks chosen, layers kept dense (and why), parameter counts.
     """
     min_compression_rate = check_min_compression_rate(min_compression_rate)
-    compact = copy.deepcopy(module)
+    compact = copy.deepcopy(module)  # deepcopy keeps ties: shared tensors stay shared
+    # parameters() counts a shared (tied) tensor once
     report = FactorizationReport(params_before=sum(p.numel() for p in module.parameters()))
+    tied = _tied_weights(compact)
     replacements: list[tuple[str, nn.Module]] = []
     for name, layer in compact.named_modules():
+        if isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(layer, nn.Conv2d):
+            report.kept_dense[name] = f"{type(layer).__name__} is not factorized (Linear, Conv2d)"
+            continue
         if not isinstance(layer, nn.Linear | nn.Conv2d):
             continue
         if isinstance(layer, nn.Conv2d) and layer.groups != 1:
             report.kept_dense[name] = "grouped convolution"
+            continue
+        if name in tied:  # factorizing one side would break the tie and grow the model
+            report.kept_dense[name] = f"weight shared with {tied[name]}"
             continue
         layer_policy = resolve_policy(name, policy, overrides)
         if layer_policy is None:
@@ -126,7 +134,9 @@ def factorize(
             continue
         factors = compress_matrix(_matrix(layer), layer_policy, name=name)
         m, n = factors.shape
-        if not sends_factors(m, n, factors.rank, min_compression_rate):
+        # never grow a layer, whatever min_compression_rate allows
+        if not sends_factors(m, n, factors.rank, min_compression_rate) \
+                or factors.rank * (m + n) >= m * n:
             report.kept_dense[name] = f"rank {factors.rank} would not shrink {m}x{n}"
             continue
         if isinstance(layer, nn.Linear):
@@ -144,3 +154,28 @@ def factorize(
         setattr(parent, child, replacement)
     report.params_after = sum(p.numel() for p in compact.parameters())
     return compact, report
+
+
+def _tied_weights(module: nn.Module) -> dict[str, list[str]]:
+    """Layer name -> the other names of its weight, for weights stored more than once.
+
+    A weight is tied when another parameter shares its storage (``head.weight =
+    emb.weight``) or when the layer itself is reachable under several names.
+    """
+    owners: dict[int, list[str]] = {}
+    for pname, p in module.named_parameters(remove_duplicate=False):
+        owners.setdefault(p.untyped_storage().data_ptr(), []).append(pname)
+    names_of: dict[int, list[str]] = {}
+    for mname, m in module.named_modules(remove_duplicate=False):
+        names_of.setdefault(id(m), []).append(mname)
+    tied: dict[str, list[str]] = {}
+    for mname, m in module.named_modules():
+        weight = getattr(m, "weight", None)
+        if not isinstance(weight, torch.Tensor) or not isinstance(m, nn.Linear | nn.Conv2d):
+            continue
+        own = f"{mname}.weight" if mname else "weight"
+        others = [n for n in owners.get(weight.untyped_storage().data_ptr(), []) if n != own]
+        others += [n for n in names_of[id(m)] if n != mname]
+        if others:
+            tied[mname] = others
+    return tied

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ._random import draw
-from ._validation import check_matrix
+from ._validation import check_matrix, check_payload_dtype
 from .accounting import factors_nbytes, wire_nbytes
 from .policies import RankPolicy, parse_policy
 from .svd import SVDResult, _subspace_iteration, exact_svd, power_svd, randomized_svd
@@ -192,6 +192,7 @@ def compress_matrix(
         squared Frobenius error actually made (computed in float64).
     """
     policy = parse_policy(policy)
+    check_payload_dtype(payload_dtype)
     if method == "subspace" and warm_start is not None:
         # checks finiteness through ||W||^2 (check_matrix reads every entry once more)
         return _subspace_factors(w, policy, warm_start, iters=power_iters, generator=generator,
@@ -203,6 +204,11 @@ def compress_matrix(
     svd = _decompose(w, policy, method, max_rank=max_rank, oversampling=oversampling,
                      power_iters=power_iters, warm_start=warm_start, generator=generator,
                      name=name)
+    if w.dtype != torch.float64 and not bool(torch.isfinite(svd.S).all()):
+        # finite entries whose singular values pass the dtype's range (e.g. 3e38 in float32)
+        svd = _decompose(w.double(), policy, method, max_rank=max_rank,
+                         oversampling=oversampling, power_iters=power_iters,
+                         warm_start=warm_start, generator=generator, name=name)
     w64 = w.double()
     energy = w64.square().sum(dim=(-2, -1))
     ranks = policy.select(svd.S, m, n, total_energy=energy).to(svd.S.device)
@@ -212,6 +218,10 @@ def compress_matrix(
     dtype = payload_dtype or w.dtype
     u = (svd.U[..., :r_max] * s.unsqueeze(-2)).to(dtype)
     v = (svd.V[..., :r_max] * keep.unsqueeze(-2)).to(dtype)
+    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
+        raise ValueError(f"{name}: the factors overflow {dtype} (largest singular value "
+                         f"{float(svd.S.max()):.3g}); scale the matrix down or send a float64 "
+                         "payload")
     sq_error = (w64 - u.double() @ v.double().mT).square().sum(dim=(-2, -1))
     return LowRankFactors(U=u, V=v, ranks=ranks.cpu(), sq_error=sq_error.cpu(),
                           energy=energy.cpu(), dtype=w.dtype,

@@ -67,9 +67,11 @@ def _scipy_svd(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def exact_svd(a: torch.Tensor, *, name: str = "matrix") -> SVDResult:
     """Thin SVD of a matrix or a batch of matrices.
 
-    Tries ``torch.linalg.svd`` in the input precision; if LAPACK fails to
-    converge it retries in float64, then with SciPy's ``gesvd`` driver, and
-    warns each time it falls back.
+    Tries ``torch.linalg.svd`` in the input precision (float32 for float16 and
+    bfloat16, which LAPACK lacks); if LAPACK fails to converge
+    (``torch.linalg.LinAlgError``) it retries in float64, then with SciPy's
+    ``gesvd`` driver, and warns each time it falls back. Any other error (out of
+    memory, for one) propagates unchanged.
 
     Parameters
     ----------
@@ -84,15 +86,18 @@ def exact_svd(a: torch.Tensor, *, name: str = "matrix") -> SVDResult:
         ``k = min(m, n)`` singular triplets, in the dtype of ``a``.
     """
     check_matrix(a, name)
+    if a.dtype in (torch.float16, torch.bfloat16):  # LAPACK has no half precision
+        r = exact_svd(a.float(), name=name)
+        return SVDResult(U=r.U.to(a.dtype), S=r.S.to(a.dtype), V=r.V.to(a.dtype))
     try:
         u, s, vh = torch.linalg.svd(a, full_matrices=False)
-    except RuntimeError as first:  # torch raises LinAlgError, a RuntimeError subclass
+    except torch.linalg.LinAlgError as first:  # only non-convergence is retried (not OOM)
         warnings.warn(f"{name}: SVD did not converge in {a.dtype} ({first}); retrying in float64",
                       RuntimeWarning, stacklevel=2)
         try:
             u, s, vh = torch.linalg.svd(a.double(), full_matrices=False)
             u, s, vh = u.to(a.dtype), s.to(a.dtype), vh.to(a.dtype)
-        except RuntimeError:
+        except torch.linalg.LinAlgError:
             warnings.warn(f"{name}: float64 SVD failed too; using SciPy's gesvd driver",
                           RuntimeWarning, stacklevel=2)
             u, s, vh = _scipy_svd(a)
