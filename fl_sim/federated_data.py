@@ -34,7 +34,7 @@ import torch
 
 from ._validation import _check_float, _check_int, _seed_sequence
 from .dataset_files import load_cifar10, load_digits, load_mnist_idx
-from .generated_data import ridge_teacher, synthetic_fedprox
+from .generated_data import mnist1d, ridge_teacher, synthetic_fedprox
 from .partition import make_partition
 from .rng import purpose_seed
 
@@ -46,8 +46,8 @@ __all__ = ["DATASETS", "DATA_FIELDS", "FederatedData", "build_federated_data",
 
 Task = Literal["classification", "regression"]
 
-DATASETS = ("digits", "digits_images", "synthetic", "ridge", "mnist", "cifar10")
-_CENTRALIZED = ("digits", "digits_images", "mnist", "cifar10")
+DATASETS = ("digits", "digits_images", "synthetic", "ridge", "mnist", "cifar10", "mnist1d")
+_CENTRALIZED = ("digits", "digits_images", "mnist", "cifar10", "mnist1d")
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,8 +243,11 @@ def _load_centralized(
     name: str, data_dir: str | Path | None, fraction: float, rng: np.random.Generator, **kw: Any
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """``(train pool, global test)`` of a centralized dataset."""
-    if name in ("digits", "digits_images"):
-        x, y = load_digits(as_images=name == "digits_images", **kw)
+    if name in ("digits", "digits_images", "mnist1d"):
+        if name == "mnist1d":  # generated offline (kw: num_samples, default 10,000)
+            x, y = mnist1d(seed=int(rng.integers(2**31)), **kw)
+        else:
+            x, y = load_digits(as_images=name == "digits_images", **kw)
         tr, te = _stratified_split(y, fraction, rng)
         return (x[tr], y[tr]), (x[te], y[te])
     if data_dir is None:
@@ -364,7 +367,8 @@ def build_federated_data(
         (``fedprox_alpha`` and ``beta`` default to 1.0);
         ``samples_per_client`` (200), ``dim`` (20), ``out_dim`` (10), ``spectrum``
         (``s_i = 1/i``), ``noise_std`` (0.1), ``heterogeneity``, ``feature_shift`` for
-        ``"ridge"``; ``normalize`` for ``"digits"`` and ``"mnist"``.
+        ``"ridge"``; ``normalize`` for ``"digits"`` and ``"mnist"``; ``num_samples`` (10,000) for
+        ``"mnist1d"``.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Data made by code: the FedProx synthetic benchmark and the ridge teacher.
+"""Data made by code: the FedProx synthetic benchmark, the ridge teacher and MNIST-1D.
 
 Both generators return numpy arrays, one ``(X_k, y_k)`` pair per client, and
 nothing here reads a file. :func:`synthetic_fedprox` is the synthetic(alpha, beta)
@@ -7,6 +7,9 @@ benchmark of FedProx (classification, non-IID by construction);
 a singular spectrum chosen by the caller, so the tail energy that a rank-``r``
 truncation discards is known exactly (its constants are in ``docs/theory.md``
 section 9, the bound checks that run on it in section 11).
+
+:func:`mnist1d` runs the ``mnist1d`` package's own generator (Greydanus 2020), never
+its download path.
 
 Generators take a ``seed`` (an ``int`` or a :class:`numpy.random.SeedSequence`)
 and never touch numpy's or torch's global random state. Every client draws from
@@ -20,6 +23,8 @@ Data read from files or shipped packages live in :mod:`fl_sim.dataset_files`;
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +32,7 @@ import numpy as np
 
 from ._validation import Seed, _check_float, _check_int, _seed_sequence
 
-__all__ = ["RidgeTeacher", "ridge_teacher", "synthetic_fedprox"]
+__all__ = ["RidgeTeacher", "mnist1d", "ridge_teacher", "synthetic_fedprox"]
 
 
 # --------------------------------------------------------------------------- FedProx synthetic
@@ -267,3 +272,61 @@ def ridge_teacher(
     return RidgeTeacher(
         clients=clients, w_true=w_true, spectrum=s, client_weights=weights, noise_std=noise_std
     )
+
+
+# --------------------------------------------------------------------------- MNIST-1D
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist1d_arrays(num_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as exc:  # an optional extra
+        raise ImportError("dataset: 'mnist1d' needs the mnist1d package; "
+                          "pip install 'feddlr[mnist1d]' (or the dev extra)") from exc
+    args = get_dataset_args()
+    args.num_samples, args.train_split, args.seed = num_samples, 1.0, seed
+    # make_dataset seeds numpy's and Python's global generators: restore both after
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+    x = np.ascontiguousarray(data["x"], dtype=np.float32)
+    y = np.ascontiguousarray(data["y"], dtype=np.int64)
+    x.flags.writeable = y.flags.writeable = False  # cached: shared between calls
+    return x, y
+
+
+def mnist1d(num_samples: int = 10_000, *, seed: Seed = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D (Greydanus 2020) generated offline by the ``mnist1d`` package's generator.
+
+    Ten 1-D digit templates (length 12) are padded, scaled, translated, sheared and
+    given correlated and i.i.d. noise, then resampled to 40 points, with the
+    package's default transform settings (``mnist1d.data.get_dataset_args``); the whole
+    set is standardized (mean 0, std 1). Classes are balanced
+    (``num_samples // 10`` each). The package's own train/test split is not used: the
+    caller splits (``fl_sim.federated_data`` stratifies by class).
+
+    ``make_dataset`` seeds numpy's and Python's *global* generators; their states are
+    saved and restored around it, so calling this leaves them as they were.
+
+    Parameters
+    ----------
+    num_samples : int, default 10000
+        Number of signals (a multiple of 10 keeps every class the same size); the
+        package's default, 5,000, is what its paper uses (4,000 train, 1,000 test).
+    seed : int or numpy.random.SeedSequence
+        Seed of the generator (a SeedSequence is reduced to one 32-bit int).
+
+    Returns
+    -------
+    x : numpy.ndarray
+        float32 ``(num_samples // 10 * 10, 40)``, read-only.
+    y : numpy.ndarray
+        int64 labels 0-9, read-only.
+    """
+    num_samples = _check_int(num_samples, "num_samples", minimum=10)
+    ss = seed if isinstance(seed, np.random.SeedSequence) else _seed_sequence(seed)
+    return _mnist1d_arrays(num_samples, int(ss.generate_state(1)[0]))

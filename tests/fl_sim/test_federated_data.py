@@ -19,6 +19,7 @@ SMALL = {  # keyword arguments that keep every dataset small
     "digits_images": {},
     "synthetic": {"max_samples_per_client": 120},
     "ridge": {"samples_per_client": 30, "dim": 6, "out_dim": 3},
+    "mnist1d": {"num_samples": 200},
 }
 
 
