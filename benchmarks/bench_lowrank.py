@@ -1,6 +1,7 @@
 """Benchmarks of the lowrank SVD paths (a script, not a test).
 
     .venv/bin/python benchmarks/bench_lowrank.py [--threads N] [--repeats N]
+                                                 [--device auto|cpu|cuda]
 
 Prints, from one run:
 
@@ -15,7 +16,9 @@ Prints, from one run:
 Timing: ``time.perf_counter``, warm-up runs first, then the best (minimum) of
 ``--repeats`` runs, which is the least disturbed by other processes on the machine.
 The number of intra-op threads is set with ``torch.set_num_threads`` (``--threads``;
-default: leave torch's default) and printed.
+default: leave torch's default) and printed. The matrices live on the device chosen
+once at the top of :func:`main` (``--device``; CUDA when present), and every timed call
+ends with ``torch.cuda.synchronize`` there.
 """
 
 from __future__ import annotations
@@ -29,17 +32,27 @@ from collections.abc import Callable
 
 import torch
 
+from fl_sim.device import resolve_device
 from lowrank import FixedRank, compress_matrix
+
+DEVICE = torch.device("cpu")  # set once in main()
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def best_of(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Minimum wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return min(times)
 
@@ -49,7 +62,7 @@ def decaying_matrix(n: int, decay: float, gen: torch.Generator) -> torch.Tensor:
     u, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
     s = torch.arange(1, n + 1, dtype=torch.float64) ** -decay
-    return ((u * s) @ v.T).float()
+    return ((u * s) @ v.T).float().to(DEVICE)
 
 
 def verdict(ratio: float, target: float) -> str:
@@ -59,7 +72,7 @@ def verdict(ratio: float, target: float) -> str:
 def bench_batched(repeats: int) -> None:
     print("\n[1] exact SVD: one batched call vs a Python loop, 100 matrices 200 x 200, float32")
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(100, 200, 200, generator=gen)
+    a = torch.randn(100, 200, 200, generator=gen).to(DEVICE)
     policy = FixedRank(32)
 
     t_svd_batched = best_of(lambda: torch.linalg.svd(a, full_matrices=False), repeats)
@@ -90,7 +103,7 @@ def bench_randomized(repeats: int) -> None:
     n, k = 1024, 32
     matrices = {
         "decaying s_i = i^-1": decaying_matrix(n, 1.0, gen),
-        "Gaussian": torch.randn(n, n, generator=gen),
+        "Gaussian": torch.randn(n, n, generator=gen).to(DEVICE),
     }
     policy = FixedRank(k)
     for label, a in matrices.items():
@@ -102,7 +115,7 @@ def bench_randomized(repeats: int) -> None:
 
         def randomized(a=a):
             return compress_matrix(a, policy, "randomized", oversampling=10, power_iters=2,
-                                   generator=torch.Generator().manual_seed(2))
+                                   generator=torch.Generator(DEVICE).manual_seed(2))
 
         t_exact = best_of(exact, repeats)
         t_rand = best_of(randomized, repeats)
@@ -123,12 +136,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads(N); default: torch's own default")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (best is kept)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)  # the device, chosen once
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, python {platform.python_version()}, "
           f"{platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
-          f"torch.get_num_threads() = {torch.get_num_threads()}")
+          f"torch.get_num_threads() = {torch.get_num_threads()}, device {DEVICE}")
     print(f"best of {args.repeats} after 1 warm-up; load average at start "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     bench_batched(args.repeats)
