@@ -75,7 +75,8 @@ class Problem:
         base = dict(dataset=self.dataset, model=self.model, weight_decay=self.lam,
                     num_clients=self.num_clients, dtype="float64", device="cpu",
                     lr=self.default_lr(), lr_schedule="constant", batch_size=5,
-                    algorithm="feddlr", rounds=30, local_steps=5, seed=0)
+                    algorithm="feddlr", rounds=30, local_steps=5, seed=0,
+                    policy_overrides={})  # one weight matrix: every policy applies to it
         base.update(changes)
         return SimConfig(**base)
 

@@ -1,0 +1,189 @@
+"""theory.quadratic: the exact affine map of FedAvg on least squares, and its moments.
+
+Float64 exactness against closed forms, and the second moment against a numpy Monte
+Carlo of the same algorithm (tolerance: 4 standard errors of the Monte Carlo mean).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory.quadratic import (
+    AffineRound,
+    LeastSquaresClients,
+    bias,
+    compression_deviation,
+    exact_moments,
+    mean_square_contraction,
+    round_maps,
+)
+
+
+def _clients(seed=0, N=3, n=6, d=3, c=2, lam=0.1, same_x=False, sizes=None):
+    rng = np.random.default_rng(seed)
+    sizes = sizes or [n] * N
+    x0 = rng.normal(size=(n, d))
+    X = tuple(x0.copy() if same_x else rng.normal(size=(s, d)) * (1 + k)
+              for k, s in enumerate(sizes))
+    Y = tuple(rng.normal(size=(x.shape[0], c)) + k for k, x in enumerate(X))
+    p = np.array(sizes, dtype=np.float64) / sum(sizes)
+    return LeastSquaresClients(X, Y, lam, p)
+
+
+def _eta(cl):
+    return 0.5 / float(np.max(np.linalg.eigvalsh(cl.A)))
+
+
+def test_fixed_point_equals_the_closed_form_and_is_a_fixed_point():
+    cl = _clients()
+    E, eta = 4, _eta(cl)
+    rm = round_maps(cl, np.full(E, eta), E)[0]
+    fix = rm.fixed_point()
+    np.testing.assert_allclose(rm(fix), fix, rtol=0, atol=1e-13)
+    A, ws = cl.A, cl.w_star_clients
+    Q = np.stack([np.eye(3) - np.linalg.matrix_power(np.eye(3) - eta * a, E) for a in A])
+    closed = np.linalg.solve(np.tensordot(cl.p, Q, 1), np.einsum("k,kde,kec->dc", cl.p, Q, ws))
+    np.testing.assert_allclose(fix, closed, rtol=1e-12, atol=1e-13)
+    # P_k is the E-th power of I - eta A_k, c_k = Q_k W_k*
+    np.testing.assert_allclose(rm.P_clients[1], np.linalg.matrix_power(np.eye(3) - eta * A[1], E),
+                               atol=1e-14)
+    np.testing.assert_allclose(rm.c_clients[1], Q[1] @ ws[1], atol=1e-12)
+
+
+def test_bias_vanishes_with_equal_hessians_and_not_otherwise():
+    same = _clients(same_x=True)  # equal A_k, very different targets (gradients at w*)
+    rm = round_maps(same, np.full(5, _eta(same)), 5)[0]
+    assert np.linalg.norm(same.grad_at(same.w_star)) > 1.0
+    assert np.linalg.norm(bias(rm, same.w_star)) < 1e-12
+    diff = _clients()
+    rm = round_maps(diff, np.full(5, _eta(diff)), 5)[0]
+    assert np.linalg.norm(bias(rm, diff.w_star)) > 1e-3
+    one = round_maps(diff, np.full(1, _eta(diff)), 1)[0]  # E = 1 is gradient descent on F
+    assert np.linalg.norm(bias(one, diff.w_star)) < 1e-12
+
+
+def test_trajectory_closed_form_equals_iteration_and_contraction():
+    cl = _clients(seed=1)
+    E, eta = 3, _eta(cl)
+    rm = round_maps(cl, np.full(E, eta), E)[0]
+    W = np.random.default_rng(2).normal(size=(3, 2))
+    traj = rm.trajectory(W, 25)
+    for r in range(26):
+        np.testing.assert_allclose(traj[r], W, rtol=1e-12, atol=1e-12)
+        W = rm(W)
+    mu = np.linalg.eigvalsh(cl.A)[:, 0]
+    assert rm.contraction <= float(cl.p @ (1 - eta * mu) ** E) + 1e-15
+    assert rm.contraction == pytest.approx(np.linalg.norm(rm.P, 2), rel=1e-12)
+
+
+def test_rounds_to_target_constant_step():
+    cl = _clients(seed=3)
+    rm = round_maps(cl, np.full(2, _eta(cl)), 2)[0]
+    W0 = np.zeros((3, 2))
+    b = np.linalg.norm(bias(rm, cl.w_star))
+    traj = rm.trajectory(W0, 400)
+    dist = np.linalg.norm(traj - cl.w_star, axis=(1, 2))
+    target = b + 0.5 * (dist[0] - b) * 0.01
+    r = rm.rounds_to_target(W0, cl.w_star, target)
+    assert r is not None and dist[r] <= target < dist[r - 1]
+    assert rm.rounds_to_target(W0, cl.w_star, 0.99 * b) is None
+
+
+def _monte_carlo(cl, etas, E, W0, b, scheme, K, reps, rng):
+    """numpy simulation of local SGD (minibatch with replacement) with client sampling."""
+    N = cl.num_clients
+    W = np.broadcast_to(W0, (reps, *W0.shape)).copy()
+    out = [np.sum((W - cl.w_star) ** 2, axis=(1, 2))]
+    for eta_r in np.asarray(etas).reshape(-1, E):
+        if scheme == "full":
+            ids = np.broadcast_to(np.arange(N), (reps, N))
+            wts = np.broadcast_to(cl.p, (reps, N))
+        elif scheme == "scheme1":
+            ids = rng.choice(N, size=(reps, K), p=cl.p)
+            wts = np.full((reps, K), 1.0 / K)
+        else:
+            ids = np.argsort(rng.random((reps, N)), axis=1)[:, :K]
+            wts = cl.p[ids] * N / K
+        new = np.zeros_like(W)
+        for s in range(ids.shape[1]):
+            w = W.copy()
+            for e in eta_r:
+                g = np.empty_like(w)
+                for k in range(N):
+                    sel = ids[:, s] == k
+                    if not sel.any():
+                        continue
+                    x, y = cl.X[k], cl.Y[k]
+                    idx = rng.integers(0, x.shape[0], size=(int(sel.sum()), b))
+                    xb, yb = x[idx], y[idx]  # (m, b, d), (m, b, c)
+                    r = np.einsum("mbd,mdc->mbc", xb, w[sel]) - yb
+                    g[sel] = np.einsum("mbd,mbc->mdc", xb, r) / b
+                w = w - e * (g + cl.lam * w)
+            new += wts[:, s, None, None] * w
+        W = new
+        out.append(np.sum((W - cl.w_star) ** 2, axis=(1, 2)))
+    return np.array(out)  # (R+1, reps)
+
+
+@pytest.mark.parametrize("scheme,K", [("full", None), ("scheme1", 2), ("scheme2", 2)])
+def test_second_moment_matches_monte_carlo(scheme, K):
+    cl = _clients(seed=4, sizes=[5, 7, 6])
+    E, b, R = 3, 2, 4
+    etas = np.full(R * E, 0.7 * _eta(cl))
+    W0 = np.random.default_rng(5).normal(size=(3, 2))
+    exact = exact_moments(cl, etas, E, W0, b, scheme, K).dist_sq
+    mc = _monte_carlo(cl, etas, E, W0, b, scheme, K, 10000, np.random.default_rng(6))
+    se = mc.std(axis=1, ddof=1) / np.sqrt(mc.shape[1])
+    assert exact[0] == pytest.approx(mc[0, 0], rel=1e-14)
+    assert np.all(np.abs(mc.mean(axis=1)[1:] - exact[1:]) <= 4 * se[1:]), (
+        mc.mean(axis=1), exact, se)
+
+
+def test_full_batch_moments_are_the_affine_trajectory():
+    cl = _clients(seed=7)
+    E = 2
+    etas = np.full(10 * E, _eta(cl))
+    W0 = np.stack([np.zeros((3, 2)), np.ones((3, 2))])
+    mom = exact_moments(cl, etas, E, W0, None)
+    rm = round_maps(cl, etas[:E], E)[0]
+    direct = np.mean([np.sum((rm.trajectory(w, 10) - cl.w_star) ** 2, axis=(1, 2)) for w in W0],
+                     axis=0)
+    np.testing.assert_allclose(mom.dist_sq, direct, rtol=1e-12)
+    assert np.all(mom.cov_trace == 0.0)
+
+
+def test_mean_square_contraction():
+    cl = _clients(seed=8)
+    E = 3
+    eta_r = np.full(E, _eta(cl))
+    rm = round_maps(cl, eta_r, E)[0]
+    assert mean_square_contraction(cl, eta_r, None) == pytest.approx(rm.contraction, rel=1e-12)
+    # noise and sampling make the random linear part larger in mean square
+    assert mean_square_contraction(cl, eta_r, 2) > rm.contraction
+    assert mean_square_contraction(cl, eta_r, None, "scheme1", 2) > rm.contraction
+    # Monte Carlo of E||M x||^2 for the coupled difference of two copies on the same draws
+    rho = mean_square_contraction(cl, eta_r, 2, "scheme2", 2)
+    x = np.random.default_rng(9).normal(size=(3, 1))
+    zero = LeastSquaresClients(cl.X, tuple(np.zeros_like(y[:, :1]) for y in cl.Y), cl.lam, cl.p)
+    mc = _monte_carlo(zero, eta_r, E, x, 2, "scheme2", 2, 10000, np.random.default_rng(10))
+    # w* of the zero-target problem is 0, so mc[-1] = ||M x||^2
+    assert mc[-1].mean() <= rho**2 * float(np.sum(x * x)) + 4 * mc[-1].std() / np.sqrt(10000)
+
+
+def test_compression_deviation_recursion_and_validation():
+    D = compression_deviation([0.5, 0.5], [1.0, 0.0], [0.2, 0.2])
+    np.testing.assert_allclose(D, [0.0, 0.7, 0.55])
+    with pytest.raises(ValueError, match="rho, e_s, e_c"):
+        compression_deviation([0.5], [-1.0], [0.0])
+
+
+def test_invalid_inputs_name_the_parameter():
+    cl = _clients()
+    with pytest.raises(ValueError, match="participation"):
+        exact_moments(cl, np.full(2, 0.01), 2, np.zeros((3, 2)), participation="x")
+    with pytest.raises(ValueError, match="clients_per_round"):
+        exact_moments(cl, np.full(2, 0.01), 2, np.zeros((3, 2)), participation="scheme1")
+    with pytest.raises(ValueError, match="etas"):
+        round_maps(cl, np.full(3, 0.01), 2)
+    assert isinstance(round_maps(cl, np.full(2, 0.01), 2)[0], AffineRound)

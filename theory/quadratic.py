@@ -1,0 +1,423 @@
+"""FedAvg on quadratics, exactly: the affine round map, its fixed point, and moments.
+
+Our derivation (docs/theory.md §12, after the exact characterisations of local
+methods on quadratics by Charles & Konečný 2021, Malinovsky et al. 2020 and Pathak &
+Wainwright 2020). Client ``k`` minimises the least-squares objective
+
+    F_k(W) = ||X_k W - Y_k||_F^2 / (2 n_k) + lam/2 ||W||_F^2,   grad F_k(W) = A_k W - G_k
+
+with ``A_k = X_k^T X_k / n_k + lam I`` and ``G_k = X_k^T Y_k / n_k``; ``W`` is
+``(d, c)`` and everything acts column by column. One local GD step with step ``eta``
+is ``W -> (I - eta A_k) W + eta G_k``; ``E`` steps give ``W -> P_k W + c_k`` with
+``P_k = prod_j (I - eta_j A_k)`` (the factors commute). With weights ``p_k``, a round of
+full-batch FedAvg with full participation is the affine map ``W -> P W + c``,
+``P = sum_k p_k P_k``, ``c = sum_k p_k c_k`` (:class:`AffineRound`). Its fixed point,
+trajectory, contraction ``||P||_2`` and bias at the optimum are exact.
+
+With minibatch SGD (``b`` samples drawn with replacement, as ``fl_sim`` does) and
+unbiased client sampling the *mean* follows the same map, and the covariance follows
+a closed linear recursion because the gradient noise of least squares is quadratic in
+``W`` (:func:`exact_moments`). :func:`mean_square_contraction` gives the mean-square
+Lipschitz constant of the random round map, used by the a-posteriori compression bound
+(:func:`compression_deviation`, docs/theory.md §12.4).
+
+All arrays are float64 numpy. This module never imports ``fl_sim``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "AffineRound",
+    "LeastSquaresClients",
+    "Moments",
+    "compression_deviation",
+    "exact_moments",
+    "mean_square_contraction",
+    "round_maps",
+]
+
+PARTICIPATION = ("full", "scheme1", "scheme2")
+
+
+def _nonneg(name: str, v: float) -> float:
+    v = float(v)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name}: must be finite and >= 0, got {v}")
+    return v
+
+
+@dataclass(frozen=True, eq=False)
+class LeastSquaresClients:
+    """Per-client data of a federated ridge problem: ``A_k``, ``G_k`` and the samples."""
+
+    X: tuple[np.ndarray, ...]  # per client (n_k, d)
+    Y: tuple[np.ndarray, ...]  # per client (n_k, c)
+    lam: float  # l2 weight
+    p: np.ndarray  # (N,) weights p_k, summing to 1
+
+    def __post_init__(self) -> None:
+        if len(self.X) != len(self.Y) or len(self.X) != np.asarray(self.p).size:
+            raise ValueError("clients: X, Y and p must have one entry per client")
+        d = self.X[0].shape[1]
+        for k, (x, y) in enumerate(zip(self.X, self.Y, strict=True)):
+            if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != d:
+                raise ValueError(f"clients[{k}]: X_k (n_k, d) and Y_k (n_k, c) do not match")
+        _nonneg("lam", self.lam)
+
+    @classmethod
+    def from_convex(cls, convex) -> LeastSquaresClients:
+        """From a ridge :class:`theory.constants.ConvexProblem` (same arrays, same ``p``)."""
+        if convex.kind != "ridge":
+            raise ValueError(f"convex: the exact map needs a ridge problem, got {convex.kind!r}")
+        return cls(tuple(convex.X), tuple(convex.Y), float(convex.lam),
+                   np.asarray(convex.p, dtype=np.float64))
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.X)
+
+    @property
+    def dim(self) -> int:
+        return self.X[0].shape[1]
+
+    @property
+    def A(self) -> np.ndarray:
+        """(N, d, d) Hessians ``A_k = X_k^T X_k / n_k + lam I``."""
+        eye = np.eye(self.dim)
+        return np.stack([x.T @ x / x.shape[0] + self.lam * eye for x in self.X])
+
+    @property
+    def G(self) -> np.ndarray:
+        """(N, d, c) ``G_k = X_k^T Y_k / n_k`` (``grad F_k(W) = A_k W - G_k``)."""
+        return np.stack([x.T @ y / x.shape[0] for x, y in zip(self.X, self.Y, strict=True)])
+
+    @property
+    def w_star_clients(self) -> np.ndarray:
+        """(N, d, c) client minimisers ``W_k* = A_k^{-1} G_k``."""
+        return np.linalg.solve(self.A, self.G)
+
+    @property
+    def w_star(self) -> np.ndarray:
+        """(d, c) ``W* = (sum p_k A_k)^{-1} sum p_k G_k``."""
+        return np.linalg.solve(np.tensordot(self.p, self.A, 1), np.tensordot(self.p, self.G, 1))
+
+    def grad_at(self, W: np.ndarray) -> np.ndarray:
+        """(N, d, c) client gradients ``A_k W - G_k``."""
+        return self.A @ W - self.G
+
+
+def _participation(scheme: str, K: int | None, N: int) -> None:
+    if scheme not in PARTICIPATION:
+        raise ValueError(f"participation: expected one of {PARTICIPATION}, got {scheme!r}")
+    if scheme != "full":
+        if K is None or K < 1:
+            raise ValueError(f"clients_per_round: {scheme} needs K >= 1, got {K}")
+        if scheme == "scheme2" and K > N:
+            raise ValueError(f"clients_per_round: K={K} exceeds N={N}")
+
+
+# ------------------------------------------------------------- the round map
+@dataclass(frozen=True, eq=False)
+class AffineRound:
+    """One round of full-batch FedAvg on least squares: ``W -> P W + c`` (docs/theory.md §12.1).
+
+    ``P_k = prod_j (I - eta_j A_k)``, ``c_k`` the image of 0 under client ``k``'s ``E``
+    steps, ``P = sum_k p_k P_k``, ``c = sum_k p_k c_k``. Exact for full-batch local GD
+    with full participation; the map of the *mean* for minibatch SGD and for unbiased
+    client sampling (scheme1, scheme2).
+    """
+
+    P_clients: np.ndarray  # (N, d, d), symmetric
+    c_clients: np.ndarray  # (N, d, c)
+    p: np.ndarray  # (N,)
+
+    @property
+    def P(self) -> np.ndarray:
+        return np.tensordot(self.p, self.P_clients, 1)
+
+    @property
+    def c(self) -> np.ndarray:
+        return np.tensordot(self.p, self.c_clients, 1)
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        """``P W + c``."""
+        return self.P @ W + self.c
+
+    @property
+    def contraction(self) -> float:
+        """``rho = ||P||_2`` (``P`` is symmetric: its largest ``|eigenvalue|``)."""
+        return float(np.max(np.abs(np.linalg.eigvalsh(self.P))))
+
+    def fixed_point(self) -> np.ndarray:
+        """``W~ = (I - P)^{-1} c = (sum p_k Q_k)^{-1} sum p_k Q_k W_k*`` (``Q_k = I - P_k``)."""
+        d = self.P.shape[0]
+        return np.linalg.solve(np.eye(d) - self.P, self.c)
+
+    def trajectory(self, W0: np.ndarray, rounds: int) -> np.ndarray:
+        """(R+1, d, c) closed form ``W_r = W~ + P^r (W_0 - W~)`` (eigendecomposition of P)."""
+        lam, V = np.linalg.eigh(self.P)
+        fix = self.fixed_point()
+        z = V.T @ (np.asarray(W0, dtype=np.float64) - fix)
+        powers = lam[None, :] ** np.arange(rounds + 1)[:, None]  # (R+1, d)
+        return fix[None] + np.einsum("de,re,ec->rdc", V, powers, z)
+
+    def rounds_to_target(self, W0: np.ndarray, w_star: np.ndarray, target: float,
+                         max_rounds: int = 1_000_000) -> int | None:
+        """First ``r`` with ``||W_r - W*|| <= target``; None if the limit ``||W~ - W*||`` is above.
+
+        Exact for a constant step (the distance is computed from the closed form).
+        """
+        target = float(target)
+        W = np.asarray(W0, dtype=np.float64)
+        if np.linalg.norm(W - w_star) <= target:
+            return 0
+        if np.linalg.norm(self.fixed_point() - w_star) >= target:
+            return None
+        P, c = self.P, self.c
+        for r in range(1, max_rounds + 1):
+            W = P @ W + c
+            if np.linalg.norm(W - w_star) <= target:
+                return r
+        raise ValueError(f"max_rounds: target not reached within {max_rounds} rounds")
+
+
+def round_maps(clients: LeastSquaresClients, etas, E: int) -> list[AffineRound]:
+    """The affine map of every round for step sizes ``etas`` (length ``R E``)."""
+    eta = np.asarray(etas, dtype=np.float64)
+    if E < 1 or eta.ndim != 1 or eta.size % E:
+        raise ValueError(f"etas: length {eta.size} is not a positive multiple of E = {E}")
+    A, G = clients.A, clients.G
+    eye = np.eye(clients.dim)
+    out = []
+    for eta_r in eta.reshape(-1, E):
+        P = np.broadcast_to(eye, A.shape).copy()
+        c = np.zeros_like(G)
+        for e in eta_r:
+            M = eye - e * A
+            P = M @ P
+            c = M @ c + e * G
+        out.append(AffineRound(P, c, clients.p))
+    return out
+
+
+def bias(round_map: AffineRound, w_star: np.ndarray) -> np.ndarray:
+    """``W~ - W*``: the bias at the optimum (zero when all ``A_k`` are equal)."""
+    return round_map.fixed_point() - w_star
+
+
+__all__.append("bias")
+
+
+# ------------------------------------------------------------ exact moments
+@dataclass(frozen=True)
+class Moments:
+    """Exact moments of the global model over rounds (columns independent)."""
+
+    mean: np.ndarray  # (R+1, d, J) E W_r
+    cov_trace: np.ndarray  # (R+1,) sum over columns of tr Cov(w_j)
+    dist_sq: np.ndarray  # (R+1,) E||W_r - W*||^2 (mean over the starts)
+
+
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(J, d, d) column-wise outer products of (d, J) arrays."""
+    return a.T[:, :, None] * b.T[:, None, :]
+
+
+def _step_moments(x: np.ndarray, y: np.ndarray, lam: float, eta: float, nu: float,
+                  m: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One local SGD step on (mean ``m`` (d, J), covariances ``C`` (J, d, d)).
+
+    ``w' = M w + eta g`` with ``M = (1 - eta lam) I - eta H``, ``H`` and ``g`` the means of
+    ``x_i x_i^T`` and ``x_i y_i`` over ``b`` samples drawn with replacement (``nu = 1/b``;
+    ``nu = 0``: full batch). docs/theory.md §12.2.
+    """
+    n, d = x.shape
+    Abar = x.T @ x / n
+    gbar = x.T @ y / n
+    Mbar = (1.0 - eta * lam) * np.eye(d) - eta * Abar
+    m_new = Mbar @ m + eta * gbar
+    C_new = Mbar @ C @ Mbar
+    if nu > 0.0:
+        resid = y - x @ m  # (n, J): r_i(m) for each column
+        xCx = np.sum((x @ C) * x, axis=2)  # (J, n): x_i^T C_j x_i
+        q = resid.T**2 + xCx  # E (y_i - x_i^T w)^2
+        second = (x.T[None] * q[:, None, :]) @ x / n
+        zbar = gbar - Abar @ m  # (d, J): mean of x_i (y_i - x_i^T m)
+        first = _outer(zbar, zbar) + Abar @ C @ Abar
+        C_new = C_new + eta**2 * nu * (second - first)
+    return m_new, C_new
+
+
+def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
+                  batch_size: int | None = None, participation: str = "full",
+                  K: int | None = None, w_star: np.ndarray | None = None) -> Moments:
+    """Exact ``E W_r`` and ``E||W_r - W*||^2`` of FedAvg (local SGD) on least squares.
+
+    Our derivation, docs/theory.md §12.2: the mean follows :func:`round_maps`; the
+    covariance of each column follows a linear recursion (local steps: the gradient
+    noise is quadratic in ``w``; aggregation: clients are independent given the common
+    start; sampling: scheme1 draws ``K`` clients with replacement with probabilities
+    ``p_k`` and averages, scheme2 draws ``K`` of ``N`` uniformly and weights ``p_k N/K``).
+
+    Parameters
+    ----------
+    clients : LeastSquaresClients
+    etas : array_like
+        The ``R E`` step sizes.
+    E : int
+        Local steps.
+    W0 : array_like
+        ``(d, c)`` start, or ``(S, d, c)`` several starts (e.g. one per seed): the result
+        is the mean over the starts of each start's exact expectation.
+    batch_size : int or None
+        ``b`` (with replacement); None for full-batch GD.
+    participation : {"full", "scheme1", "scheme2"}
+    K : int, optional
+        Clients per round (sampling schemes).
+    w_star : array_like, optional
+        Defaults to ``clients.w_star``.
+
+    Returns
+    -------
+    Moments
+    """
+    N = clients.num_clients
+    _participation(participation, K, N)
+    nu = 0.0 if batch_size is None else 1.0 / int(batch_size)
+    W0 = np.asarray(W0, dtype=np.float64)
+    starts = W0[None] if W0.ndim == 2 else W0
+    S, d, c = starts.shape
+    J = S * c
+    ws = clients.w_star if w_star is None else np.asarray(w_star, dtype=np.float64)
+    # columns are (start, output) pairs: data columns tiled over the starts
+    m = np.transpose(starts, (1, 0, 2)).reshape(d, J)
+    Ys = [np.tile(y, (1, S)) for y in clients.Y]
+    ws_cols = np.tile(ws, (1, S))
+    C = np.zeros((J, d, d))
+    maps = round_maps(clients, etas, E)
+    eta = np.asarray(etas, dtype=np.float64).reshape(-1, E)
+    p = clients.p
+
+    def dist(m_, C_):
+        return (float(np.sum((m_ - ws_cols) ** 2)) + float(np.einsum("jdd->", C_))) / S
+
+    means, traces, dists = [m.copy()], [float(np.einsum("jdd->", C))], [dist(m, C)]
+    for r, rm in enumerate(maps):
+        mu_k, Ck = [], []
+        for k in range(N):
+            mk, Ckk = m, C
+            for e in eta[r]:
+                mk, Ckk = _step_moments(clients.X[k], Ys[k], clients.lam, float(e), nu, mk, Ckk)
+            mu_k.append(mk)
+            Ck.append(Ckk)
+        mu_k, Ck = np.stack(mu_k), np.stack(Ck)  # (N, d, J), (N, J, d, d)
+        Pk = rm.P_clients
+        PCP_k = Pk[:, None] @ C[None] @ Pk[:, None]  # (N, J, d, d): P_k C P_k
+        m_new = np.tensordot(p, mu_k, 1)
+        if participation == "full":
+            P = rm.P
+            C = P @ C @ P + np.tensordot(p**2, Ck - PCP_k, 1)
+        elif participation == "scheme1":
+            P = rm.P
+            spread = np.stack([_outer(mu_k[k] - m_new, mu_k[k] - m_new) for k in range(N)])
+            C = (np.tensordot(p, Ck + spread, 1) / K
+                 + (1.0 - 1.0 / K) * (P @ C @ P))
+        else:  # scheme2
+            a = p * N / K
+            pi1 = K / N
+            pi2 = K * (K - 1) / (N * (N - 1)) if N > 1 else 0.0
+            Pa = np.tensordot(a, Pk, 1)
+            ma = np.tensordot(a, mu_k, 1)
+            own = np.stack([_outer(mu_k[k], mu_k[k]) for k in range(N)])
+            S2 = (pi1 * np.tensordot(a**2, Ck + own, 1)
+                  + pi2 * (_outer(ma, ma) + Pa @ C @ Pa
+                           - np.tensordot(a**2, own + PCP_k, 1)))
+            C = S2 - _outer(m_new, m_new)
+        m = m_new
+        means.append(m.copy())
+        traces.append(float(np.einsum("jdd->", C)))
+        dists.append(dist(m, C))
+    mean = np.stack(means).reshape(len(means), d, S, c).mean(axis=2)
+    return Moments(mean, np.array(traces) / S, np.array(dists))
+
+
+# ----------------------------------------------- compression on top (a posteriori)
+def mean_square_contraction(clients: LeastSquaresClients, etas_round, batch_size: int | None,
+                            participation: str = "full", K: int | None = None) -> float:
+    """``rho~ = sqrt(lambda_max(E[M^T M]))`` of the random linear part ``M`` of one round.
+
+    Two copies of the round run with the *same* minibatches and clients from starts
+    ``u`` and ``v`` differ by ``M (u - v)``, ``M = sum_k a_k prod_j M_{k,j}``. For ``x``
+    independent of the round's draws, ``E||M x||^2 <= rho~^2 E||x||^2``. Full batch with
+    full participation gives ``rho~ = ||P||_2``. docs/theory.md §12.4.
+    """
+    N = clients.num_clients
+    _participation(participation, K, N)
+    nu = 0.0 if batch_size is None else 1.0 / int(batch_size)
+    eta_r = np.asarray(etas_round, dtype=np.float64)
+    d = clients.dim
+    eye = np.eye(d)
+    H, Pk = [], []
+    for x in clients.X:
+        n = x.shape[0]
+        Abar = x.T @ x / n
+        Hk, P = eye.copy(), eye.copy()
+        for e in eta_r[::-1]:  # E[M_1^T ... M_E^T M_E ... M_1], innermost last step
+            Mbar = (1.0 - e * clients.lam) * eye - e * Abar
+            new = Mbar @ Hk @ Mbar
+            if nu > 0:
+                xHx = np.einsum("nd,de,ne->n", x, Hk, x)
+                new = new + e**2 * nu * ((x.T * xHx) @ x / n - Abar @ Hk @ Abar)
+            Hk = new
+            P = Mbar @ P
+        H.append(Hk)
+        Pk.append(P)
+    H, Pk = np.stack(H), np.stack(Pk)
+    p = clients.p
+    PtP = np.einsum("kde,kef->kdf", Pk, Pk)
+    if participation == "full":
+        P = np.tensordot(p, Pk, 1)
+        T = P @ P + np.tensordot(p**2, H - PtP, 1)
+    elif participation == "scheme1":
+        P = np.tensordot(p, Pk, 1)
+        T = np.tensordot(p, H, 1) / K + (1.0 - 1.0 / K) * P @ P
+    else:
+        a = p * N / K
+        pi1 = K / N
+        pi2 = K * (K - 1) / (N * (N - 1)) if N > 1 else 0.0
+        Pa = np.tensordot(a, Pk, 1)
+        T = pi1 * np.tensordot(a**2, H, 1) + pi2 * (Pa @ Pa - np.tensordot(a**2, PtP, 1))
+    return float(math.sqrt(max(0.0, float(np.max(np.linalg.eigvalsh((T + T.T) / 2))))))
+
+
+def compression_deviation(rho: Sequence[float], e_s: Sequence[float], e_c: Sequence[float],
+                          d0: float = 0.0) -> np.ndarray:
+    """``D_{r+1} = rho~_r (D_r + e_s,r) + e_c,r``: RMS distance to the uncompressed run.
+
+    Our derivation (docs/theory.md §12.4): couple the compressed run with an
+    uncompressed one on the same draws; the difference obeys
+    ``Delta_{r+1} = M_r (Delta_r + e^s_r) + e^c_r`` and Minkowski's inequality in L2 gives
+    the recursion, with ``rho~`` from :func:`mean_square_contraction` and ``e`` the RMS
+    compression errors (measured, or a policy's a-priori bound).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(R+1,)`` bounds ``D_0 .. D_R``.
+    """
+    rho = np.asarray(rho, dtype=np.float64)
+    es = np.broadcast_to(np.asarray(e_s, dtype=np.float64), rho.shape)
+    ec = np.broadcast_to(np.asarray(e_c, dtype=np.float64), rho.shape)
+    if np.any(rho < 0) or np.any(es < 0) or np.any(ec < 0):
+        raise ValueError("rho, e_s, e_c: must be >= 0")
+    D = np.empty(rho.size + 1)
+    D[0] = _nonneg("d0", d0)
+    for r in range(rho.size):
+        D[r + 1] = rho[r] * (D[r] + es[r]) + ec[r]
+    return D
