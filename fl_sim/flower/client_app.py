@@ -79,14 +79,15 @@ def handle_train(config: SimConfig, message: Message, context: Context) -> Messa
                          f"({served_clients(context.node_config)})")
     like = sim.initial_params()
     arrays = {k: a.numpy() for k, a in message.content["payload"].items()}
-    start = decode(arrays, like, device=sim.device).params
+    received = decode(arrays, like, device=sim.device)
+    start = received.params
     t0 = time.perf_counter()
     local = train_client(sim, start, client, round_index, int(cfg["participants"]),
                          int(cfg["position"]))
     t1 = time.perf_counter()
     slots = getattr(sim.algorithm, "memory_slots", ())
     memory = _load_memory(context, client, slots, sim.device)
-    payloads = client_update(sim, start, local, client, round_index, memory)
+    payloads = client_update(sim, start, local, client, round_index, memory, received.bases)
     out, nbytes = encode(payloads)
     _save_memory(context, client, memory)
     t2 = time.perf_counter()

@@ -100,6 +100,7 @@ class Decoded:
     params: dict[str, torch.Tensor]  # dense reconstruction of every tensor
     nbytes: int  # payload bytes (the arrays' bytes)
     ranks: dict[str, int]  # per matricized tensor: r of the factors, min(m, n) if sent dense
+    bases: dict[str, torch.Tensor]  # right factors V of the tensors received as factors
 
 
 def decode(arrays: Mapping[str, np.ndarray], like: Mapping[str, torch.Tensor], *,
@@ -129,7 +130,7 @@ def decode(arrays: Mapping[str, np.ndarray], like: Mapping[str, torch.Tensor], *
     extra = sorted(set(parts) - set(like))
     if missing or extra:
         raise ValueError(f"decode: tensors missing {missing}, unexpected {extra}")
-    out, ranks, nbytes = {}, {}, 0
+    out, ranks, bases, nbytes = {}, {}, {}, 0
     for name, ref in like.items():
         got = {k: torch.from_numpy(np.array(v, copy=True)).to(device) for k, v in
                parts[name].items()}
@@ -151,6 +152,7 @@ def decode(arrays: Mapping[str, np.ndarray], like: Mapping[str, torch.Tensor], *
             payload = MatrixEntry(factors, shape, torch.empty(0, *factors.shape,
                                                               dtype=ref.dtype, device=device))
             ranks[name] = r
+            bases[name] = V
         elif kind == {"values", "indices"}:
             payload = TopKPayload(got["values"], got["indices"], shape)
         elif kind == {"norm", "packed"}:
@@ -161,7 +163,7 @@ def decode(arrays: Mapping[str, np.ndarray], like: Mapping[str, torch.Tensor], *
             raise ValueError(f"{name}: unknown payload parts {sorted(kind)}")
         tensor = payload.decompress().reshape(shape).to(ref.dtype)
         out[name] = tensor
-    return Decoded(params=out, nbytes=nbytes, ranks=ranks)
+    return Decoded(params=out, nbytes=nbytes, ranks=ranks, bases=bases)
 
 
 def record_payload_nbytes(record: object) -> int:

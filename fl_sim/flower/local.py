@@ -142,10 +142,14 @@ def train_client(sim: Simulation, start: Params, client: int, round_index: int,
     return {n: p[0] for n, p in params.items()}
 
 
-def _model_compress(alg: ModelCompression, params: Params, policy, generator: torch.Generator):
+def _model_compress(alg: ModelCompression, params: Params, policy, generator: torch.Generator,
+                    warm_starts: dict[str, torch.Tensor] | None = None):
+    """``alg``'s compression of one model (the arguments of ``ModelCompression._compress``)."""
+    fast = {"power_iters": alg.subspace_iters, "warm_starts": warm_starts} \
+        if alg.method == "subspace" else {}
     return compress_state(params, policy, method=alg.method,
                           min_compression_rate=alg.min_compression_rate, overrides=alg.overrides,
-                          batched=False, max_rank=alg.max_rank, generator=generator)
+                          batched=False, max_rank=alg.max_rank, generator=generator, **fast)
 
 
 def _ranks(compressed) -> dict[str, int]:
@@ -183,7 +187,8 @@ def server_send(sim: Simulation, params: Params) -> ServerSend:
 
 
 def client_update(sim: Simulation, start: Params, local: Params, client: int, round_index: int,
-                  memory: dict[str, Params]) -> dict[str, object]:
+                  memory: dict[str, Params], bases: dict[str, torch.Tensor] | None = None
+                  ) -> dict[str, object]:
     """A client's uplink payloads: ``C_c(w^k)`` (model compression) or ``C(w^k - w_r)``.
 
     Parameters
@@ -201,6 +206,11 @@ def client_update(sim: Simulation, start: Params, local: Params, client: int, ro
     memory : dict[str, dict[str, torch.Tensor]]
         The client's compressor memory by slot (error-feedback ``residuals``, PowerSGD
         ``bases``); updated in place, to be kept until the client's next round.
+    bases : dict[str, torch.Tensor], optional
+        The right factors ``V`` the client received on the downlink: the warm starts of
+        ``method="subspace"`` (fl_sim also starts from the ``V`` of matrices the byte
+        rule sent dense; a Flower client never received those, and truncates them from
+        scratch).
 
     Returns
     -------
@@ -212,7 +222,7 @@ def client_update(sim: Simulation, start: Params, local: Params, client: int, ro
     if isinstance(alg, ModelCompression):
         if alg.up is None:
             return {n: DensePayload(p) for n, p in local.items()}
-        return _model_compress(alg, local, alg.up, gen).unbind()[0].entries
+        return _model_compress(alg, local, alg.up, gen, bases).unbind()[0].entries
     for slot in alg.memory_slots:
         memory.setdefault(slot, {})
     compressor = alg.make_compressor(gen, memory)
