@@ -114,3 +114,12 @@ def test_subspace_run_resumes_bit_identically(tmp_path):
     resumed = run(cfg, resume_from=tmp_path / "checkpoint.pt")
     for n, p in full.params.items():
         assert torch.equal(p, resumed.params[n])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_chunked_subspace_rounds_run_on_cuda():
+    cfg = SMALL.replace(algorithm="feddlr", method="subspace", chunk_size=4, device="cuda")
+    cpu = run(SMALL.replace(algorithm="feddlr", method="subspace", chunk_size=4))
+    gpu = run(cfg)
+    assert gpu.params["net.fc1.weight"].is_cuda
+    assert gpu.history.records[-1].bytes_up == cpu.history.records[-1].bytes_up

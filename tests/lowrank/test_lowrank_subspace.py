@@ -112,3 +112,13 @@ def test_cholesky_orthonormalize_spans_the_columns_and_falls_back_when_singular(
     q = cholesky_orthonormalize(y)
     torch.testing.assert_close(q[1].mT @ q[1], torch.eye(6, dtype=torch.float64),
                                rtol=0, atol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_the_cuda_path_gives_the_cpu_result(matrix_with_spectrum):
+    local, v0 = _trained_like(matrix_with_spectrum)
+    cpu = compress_matrix(local, "fixed:8", "subspace", warm_start=v0)
+    gpu = compress_matrix(local.cuda(), "fixed:8", "subspace", warm_start=v0.cuda())
+    torch.testing.assert_close(gpu.U.cpu() @ gpu.V.cpu().mT, cpu.U @ cpu.V.mT, rtol=1e-9,
+                               atol=1e-9)
+    torch.testing.assert_close(gpu.sq_error, cpu.sq_error, rtol=1e-9, atol=0)
