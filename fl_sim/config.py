@@ -213,6 +213,12 @@ def _check_types(config: SimConfig) -> None:
                 not isinstance(value, bool | np.bool_)
             if ok and isinstance(value, np.integer | np.floating):
                 value = value.item()
+            if ok and isinstance(value, int):  # 2**70 would overflow inside torch
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise ValueError(f"{f.name}: an integer of {len(str(value))} digits is "
+                                     "too large for a float") from None
             if ok and value != value:
                 raise ValueError(f"{f.name}: expected a number, got nan")
         elif kind == "str":
