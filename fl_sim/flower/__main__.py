@@ -1,7 +1,8 @@
 """``python -m fl_sim.flower {simulate,deploy} ...``: fl_sim's run on Flower.
 
 Every option of ``python -m fl_sim run`` (every :class:`~fl_sim.SimConfig` field),
-plus the Flower layer's own: ``--round-timeout``, ``--min-replies``, and
+plus the Flower layer's own: ``--round-timeout``, ``--connect-timeout``,
+``--min-replies``, and
 ``--num-cpus-per-client`` (simulate) or ``--supernodes`` (deploy). Writes what
 ``python -m fl_sim run`` writes (``<algorithm>.history.json``, CSV, plots) and
 ``<algorithm>.flower.json``, the wire ledger, then prints both summaries.
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--round-timeout", type=float, default=defaults.round_timeout,
                        help=f"seconds to wait for a round's replies "
                             f"(default: {defaults.round_timeout:g})")
+        p.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
+                       help=f"seconds to wait for the nodes of every client to connect "
+                            f"(default: {defaults.connect_timeout:g})")
         p.add_argument("--min-replies", type=int, default=defaults.min_replies,
                        help=f"fewest replies a round may aggregate "
                             f"(default: {defaults.min_replies})")
@@ -62,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Path(args.output_dir or "runs/latest").resolve()
     cfg = _config_from(args, output_dir=str(out))
-    options = FlowerOptions(round_timeout=args.round_timeout, min_replies=args.min_replies)
+    options = FlowerOptions(round_timeout=args.round_timeout, min_replies=args.min_replies,
+                            connect_timeout=args.connect_timeout)
     try:
         if args.command == "simulate":
             from .simulation import simulate

@@ -48,8 +48,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether a server could bind ``127.0.0.1:port`` now."""
+    """Whether a server could listen on ``127.0.0.1:port`` now (as servers do, with
+    ``SO_REUSEADDR``: connections of a stopped server in TIME_WAIT do not hold it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
@@ -330,7 +332,8 @@ def deploy(config: SimConfig, options: FlowerOptions | None = None, *, supernode
     for path in (history_path, ledger_path):
         path.unlink(missing_ok=True)
     num_clients = data_from_config(config).num_clients
-    timeout = 2 * startup_timeout + (config.rounds + 1) * (options.round_timeout + 60.0)
+    timeout = (2 * startup_timeout + options.connect_timeout
+               + config.rounds * (options.round_timeout + 60.0))
     local = LocalDeployment(supernodes, num_clients, history_path.parent / "deploy-logs",
                             startup_timeout)
     if deployment is not None:

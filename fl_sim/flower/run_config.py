@@ -5,7 +5,7 @@ A Flower run config (``Context.run_config``, ``flwr run --run-config``,
 (bool, int, float, str). Each :class:`SimConfig` field becomes one key, its name
 spelled with dashes (``local_steps`` -> ``local-steps``, Flower's convention);
 values that TOML cannot hold as scalars (dicts, ``None``) travel as JSON text.
-Keys of the Flower layer itself (:data:`FLOWER_OPTIONS`: round timeout, minimum
+Keys of the Flower layer itself (:data:`FLOWER_OPTIONS`: timeouts, minimum
 replies) sit beside them with their defaults.
 """
 
@@ -29,7 +29,10 @@ class FlowerOptions:
     Parameters
     ----------
     round_timeout : float
-        Seconds the server waits for a round's replies (and for the nodes to connect).
+        Seconds the server waits for a round's replies.
+    connect_timeout : float
+        Seconds the server waits, before the first round, for nodes serving every
+        client to connect and answer.
     min_replies : int
         Fewest replies a round may aggregate; with fewer the run stops with a one-line
         error naming the missing clients.
@@ -37,10 +40,14 @@ class FlowerOptions:
 
     round_timeout: float = 300.0
     min_replies: int = 1
+    connect_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.round_timeout > 0:
             raise ValueError(f"round_timeout: must be > 0 seconds, got {self.round_timeout!r}")
+        if not self.connect_timeout > 0:
+            raise ValueError(f"connect_timeout: must be > 0 seconds, got "
+                             f"{self.connect_timeout!r}")
         if isinstance(self.min_replies, bool) or not isinstance(self.min_replies, int) \
                 or self.min_replies < 1:
             raise ValueError(f"min_replies: must be an integer >= 1, got {self.min_replies!r}")

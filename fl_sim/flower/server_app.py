@@ -79,7 +79,8 @@ def connect_nodes(grid: Grid, num_clients: int, timeout: float) -> dict[int, int
             return node_of
         if time.monotonic() > deadline:
             raise TimeoutError(f"clients {missing}: no node serves them after {timeout:g} s "
-                               f"({len(asked)} nodes connected)")
+                               f"({len(list(grid.get_node_ids()))} nodes connected, "
+                               f"{len(asked)} answered)")
         time.sleep(0.2)
 
 
@@ -103,7 +104,7 @@ def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: st
     try:
         sim = setup(config)
         check_supported(sim.algorithm)
-        node_of = connect_nodes(grid, sim.data.num_clients, options.round_timeout)
+        node_of = connect_nodes(grid, sim.data.num_clients, options.connect_timeout)
         ledger.nodes = {str(k): n for k, n in sorted(node_of.items())}
         strategy = FlSimStrategy(sim, options, node_of, ledger)
         initial = ArrayRecord({n: Array(p.detach().cpu().numpy()) for n, p in

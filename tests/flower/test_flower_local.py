@@ -53,7 +53,8 @@ def test_run_config_errors_name_the_key():
 
 def _state():
     gen = torch.Generator().manual_seed(0)
-    return {"a.weight": torch.randn(30, 20, generator=gen), "a.bias": torch.randn(30, generator=gen),
+    return {"a.weight": torch.randn(30, 20, generator=gen),
+            "a.bias": torch.randn(30, generator=gen),
             "b.weight": torch.randn(10, 30, generator=gen)}
 
 
