@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_PIN)" ]; then $(PY) -m pip install --quiet "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) not available, letting pip resolve torch"; fi
-	$(PY) -m pip install --quiet -e ".[dev,notebooks]"
+	$(PY) -m pip install --quiet -e ".[dev,notebooks,flower]"
 	touch $@
 
 venv: $(VENV)/.installed
