@@ -56,6 +56,19 @@ def proc_status_kb(field: str) -> int | None:
     return None
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux ``clear_refs`` 5).
+
+    So that ``VmHWM - VmRSS`` after some work is that work's own peak. False where the
+    kernel does not offer it (then ``VmHWM`` is the peak since the process started).
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def stack_bytes(sim: fl_sim.Simulation, k: int) -> int:
     """Bytes of ``k`` stacked copies of the model (what ``k`` participants hold)."""
     return k * sum(p.numel() * p.element_size() for p in sim.model.parameters())
