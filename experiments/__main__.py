@@ -27,6 +27,7 @@ from fl_sim.report import code_version
 from .communication import run_communication
 from .computation import run_computation
 from .engines import run_engines
+from .hyperparams import run_hyperparams
 from .parameters import convex_choices, run_parameters
 from .report import targets, write_figures, write_report
 from .runner import Runner
@@ -113,6 +114,7 @@ def _main(argv: list[str]) -> int:
         "computation": run_computation(grid, runner),
         "engines": run_engines(grid.bench_rounds, runner,
                                flower=grid.flower and not args.no_flower),
+        "hyperparams": run_hyperparams(grid, runner),
     }
     import numpy
 

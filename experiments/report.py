@@ -18,8 +18,19 @@ from matplotlib.figure import Figure
 from tabulate import tabulate
 
 __all__ = ["comm_table", "computation_table", "convex_table", "engines_text",
-           "paired_table", "plot_convex_floors", "plot_paired", "plot_policies",
-           "plot_setting", "policy_table", "targets", "write_figures", "write_report"]
+           "hyperparams_table", "pareto_front", "paired_table", "plot_convex_floors",
+           "plot_paired", "plot_pareto", "plot_policies", "plot_setting", "policy_table",
+           "targets", "verdicts", "write_figures", "write_report"]
+
+SOTA = ("fedhm", "fedlmt", "fedpara", "fedmud")  # experiments/settings.py: the state of the art
+
+
+def _family(label: str) -> str:
+    """``feddlr``, ``feddlr_ef``, a SOTA method name, or ``other`` for a row label."""
+    first = label.split(" ")[0]
+    if first in ("feddlr", "feddlr_ef") or first in SOTA:
+        return first
+    return "other"
 
 DPI = 80
 
@@ -166,8 +177,114 @@ def targets(results: dict) -> dict:
         if loss <= 0.01 and (comp is None or sp > comp["speedup"]):
             comp = {"policy": r["policy"], "speedup": sp, "loss_pt": 100 * loss, "batch": big,
                     "acc_compact": r["acc_compact"]}
+    ef = None  # issue 13: FedDLR-EF within 1 point of FedAvg at >= 5x fewer bytes
+    for s in results["communication"]:
+        for r in s["rows"]:
+            if _family(r["algorithm"]) == "feddlr_ef" and r["acc_gap"] >= -0.01 and (
+                    ef is None or r["ratio"] > ef["ratio"]):
+                ef = {"ratio": r["ratio"], "setting": s["title"], "algorithm": r["algorithm"],
+                      "gap_pt": 100 * r["acc_gap"]}
+    fedavg_acc = max((r["acc_dense"] for r in results["computation"]["rows"]
+                      if r["source"] == "fedavg truncated"), default=None)
+    vs = None  # any compact model >= 2x faster than the dense model at <= 1 point below FedAvg
+    for r in results["computation"]["rows"]:
+        if fedavg_acc is None:
+            break
+        loss = fedavg_acc - r["acc_compact"]
+        sp = r["timing"][big]["speedup"]
+        if loss <= 0.01 and (vs is None or sp > vs["speedup"]):
+            vs = {"policy": r["policy"], "source": r["source"], "speedup": sp,
+                  "loss_pt": 100 * loss, "batch": big}
     return {"communication": comm,
-            "computation": {"met": bool(comp and comp["speedup"] >= 2), **(comp or {})}}
+            "computation": {"met": bool(comp and comp["speedup"] >= 2), **(comp or {})},
+            "feddlr_ef": {"met": bool(ef and ef["ratio"] >= 5), **(ef or {})},
+            "compact_vs_fedavg": {"met": bool(vs and vs["speedup"] >= 2), **(vs or {})}}
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
+    """Labels of the points ``(label, total_mb, acc)`` no other point dominates.
+
+    A point dominates another if it sends no more bytes and is at least as accurate,
+    and is strictly better in one of the two. Returned in increasing bytes.
+    """
+    front = []
+    for label, mb, acc in points:
+        dominated = any((m2 <= mb and a2 >= acc) and (m2 < mb or a2 > acc)
+                        for l2, m2, a2 in points if l2 != label)
+        if not dominated:
+            front.append((mb, label))
+    return [label for _, label in sorted(front)]
+
+
+def _dominates(a: dict, b: dict) -> bool:
+    return (a["total_mb"] <= b["total_mb"] and a["acc_mean"] >= b["acc_mean"]
+            and (a["total_mb"] < b["total_mb"] or a["acc_mean"] > b["acc_mean"]))
+
+
+def verdicts(results: dict) -> list[dict]:
+    """One verdict per claim of the paper and per setting, from the measured rows.
+
+    Communication: in each setting that ran the low-rank state of the art (FedHM, FedLMT,
+    FedPara, FedMUD), FedDLR (or FedDLR-EF) *beats* it if every state-of-the-art row is
+    dominated (no more bytes, no less accuracy) by one of its rows, *loses* if every one
+    of its rows is dominated by a state-of-the-art row, and is *mixed* otherwise.
+    Computation: at each policy, FedDLR's compact model against FedHM's and FedLMT's
+    natively factorized models of the same rank (accuracy and multiply-adds): *beats* if
+    it is at least as accurate and as cheap as each, and strictly better in one; *ties*
+    if neither is better than the other.
+    """
+    out = []
+    for s in results["communication"]:
+        sota = [r for r in s["rows"] if _family(r["algorithm"]) in SOTA]
+        if not sota:
+            continue
+        for fam in ("feddlr", "feddlr_ef"):
+            ours = [r for r in s["rows"] if _family(r["algorithm"]) == fam
+                    and r["ratio"] > 1.0 + 1e-9]
+            if not ours:
+                continue
+            beaten = [t["algorithm"] for t in sota if any(_dominates(o, t) for o in ours)]
+            lost = [o["algorithm"] for o in ours if any(_dominates(t, o) for t in sota)]
+            verdict = ("beats" if len(beaten) == len(sota) else
+                       "loses" if len(lost) == len(ours) else "mixed")
+            out.append({"claim": "communication", "setting": s["title"], "method": fam,
+                        "verdict": verdict,
+                        "evidence": f"dominates {len(beaten)}/{len(sota)} SOTA rows "
+                                    f"({', '.join(beaten) or 'none'}); {len(lost)}/{len(ours)} "
+                                    f"of its rows dominated ({', '.join(lost) or 'none'})"})
+    comp = results.get("computation", {}).get("rows", [])
+    for pol in dict.fromkeys(r["policy"] for r in comp):
+        rows = {r["source"]: r for r in comp if r["policy"] == pol}
+        ours, natives = rows.get("feddlr"), [rows[k] for k in rows if k.endswith("(native)")]
+        if ours is None or not natives:
+            continue
+        def better(a: dict, b: dict) -> bool:  # as accurate, as cheap, strictly one
+            return (a["acc_compact"] >= b["acc_compact"]
+                    and a["flops_compact"] <= b["flops_compact"]
+                    and (a["acc_compact"] > b["acc_compact"]
+                         or a["flops_compact"] < b["flops_compact"]))
+
+        wins = [n["source"] for n in natives if better(ours, n)]
+        losses = [n["source"] for n in natives if better(n, ours)]
+        verdict = ("beats" if len(wins) == len(natives) else
+                   "loses" if len(losses) == len(natives) else
+                   "ties" if not wins and not losses else "mixed")
+        out.append({"claim": "computation", "setting": f"MLP compact model, {pol}",
+                    "method": "feddlr", "verdict": verdict,
+                    "evidence": f"FedDLR compact acc {ours['acc_compact']:.4f}, "
+                                f"{ours['flops_compact']:,} MACs; " + "; ".join(
+                                    f"{n['source']} {n['acc_compact']:.4f}, "
+                                    f"{n['flops_compact']:,} MACs" for n in natives)})
+    return out
+
+
+def hyperparams_table(h: dict) -> str:
+    """Experiment 5: every cell of the equal-budget grid, best cell of each method marked."""
+    headers = ["method", "knob", "lr", "final acc (mean ± std)", "total MB", "best?"]
+    rows = [[r["method"], r["knob"], f"{r['lr']:g}", f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
+             f"{r['total_mb']:.1f}", "**best**" if h["best"][r["method"]] is r
+             or h["best"][r["method"]] == r else ""] for r in h["rows"]]
+    return _md(rows, headers)
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -219,6 +336,44 @@ def plot_setting(setting: dict, x: str = "round", ax: Axes | None = None,
         ax.set_xscale("log")
     if legend:
         ax.legend(fontsize=7, loc="lower right")
+    return fig, ax, data
+
+
+def plot_pareto(setting: dict, ax: Axes | None = None
+                ) -> tuple[Figure, Axes, dict[str, tuple[float, float]]]:
+    """Final accuracy against total MB of every algorithm of a setting, Pareto front drawn.
+
+    Parameters
+    ----------
+    setting : dict
+        One entry of ``results["communication"]`` (its ``rows``).
+    ax : Axes, optional
+        Where to draw; a new figure if omitted.
+
+    Returns
+    -------
+    fig : Figure
+    ax : Axes
+    data : dict
+        Label -> ``(total_mb, acc_mean)``, the plotted points (the front is
+        :func:`pareto_front` of them).
+    """
+    fig, ax = _axes(ax, (6.5, 4.2))
+    markers = {"feddlr": "o", "feddlr_ef": "s", "other": "x", **dict.fromkeys(SOTA, "^")}
+    data = {}
+    for r in setting["rows"]:
+        fam = _family(r["algorithm"])
+        ax.errorbar(r["total_mb"], r["acc_mean"], yerr=r["acc_std"], fmt=markers[fam],
+                    ms=5, capsize=2, label=r["algorithm"])
+        data[r["algorithm"]] = (r["total_mb"], r["acc_mean"])
+    front = pareto_front([(k, mb, a) for k, (mb, a) in data.items()])
+    ax.plot([data[k][0] for k in front], [data[k][1] for k in front], "k:", lw=1,
+            label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("total MB (up + down, all clients)")
+    ax.set_ylabel("final test accuracy (mean ± std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc="lower right", ncol=2)
     return fig, ax, data
 
 
@@ -347,6 +502,9 @@ def write_figures(results: dict, out: Path) -> list[Path]:
         plot_setting(s, "mb", ax=axes[1])
         fig.suptitle(s["title"] + f", {len(s['seeds'])} seeds")
         paths.append(_save(fig, out / f"comm_{s['name']}.png"))
+        fig, _, _ = plot_pareto(s)
+        fig.suptitle(s["title"])
+        paths.append(_save(fig, out / f"pareto_{s['name']}.png"))
     par = results["parameters"]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     plot_policies(par["policy"], ax=axes[0])
@@ -376,6 +534,20 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          f"best: {_f(tp.get('speedup'), '.2f')}x ({tp.get('policy')}, {tp.get('batch')}, "
          f"{_f(tp.get('loss_pt'), '.2f')} pt vs its dense model)",
          "yes" if tp["met"] else "**no**"]]
+    te, tv = t["feddlr_ef"], t["compact_vs_fedavg"]
+    target_rows += [
+        ["FedDLR-EF (our extension) within 1 point of FedAvg at >= 5x fewer total bytes",
+         (f"largest byte saving within 1 point: {te['ratio']:.2f}x ({te['algorithm']}, "
+          f"{te['setting']}, {te['gap_pt']:+.2f} pt)" if "ratio" in te
+          else "none (every FedDLR-EF row loses > 1 point)"),
+         "yes" if te["met"] else "**no**"],
+        ["a compact model >= 2x faster at <= 1 point below FedAvg's dense model",
+         (f"best: {tv['speedup']:.2f}x ({tv['source']}, {tv['policy']}, {tv['batch']}, "
+          f"{tv['loss_pt']:+.2f} pt below FedAvg)" if "speedup" in tv
+          else "none within 1 point of FedAvg"),
+         "yes" if tv["met"] else "**no**"]]
+    verdict_rows = [[v["claim"], v["setting"], v["method"], f"**{v['verdict']}**",
+                     v["evidence"]] for v in verdicts(results)]
     L = ["# Results: FedDLR (reconstructed) on the data we have", "",
          "> Generated by `python -m experiments` (tables and figures); the discussion is "
          "`experiments/discussion.md`. The FedDLR paper's full text is not available to "
@@ -389,6 +561,15 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          f"- Software: {meta['software']}.", "",
          "## Targets", "",
          _md(target_rows, ["target", "measured", "met?"]), "",
+         "## Verdicts on the paper's claims", "",
+         "Does FedDLR (reconstructed), or FedDLR-EF (our extension), beat the low-rank "
+         "state of the art (FedHM, FedLMT, FedPara, FedMUD)? Communication: 'beats' = "
+         "every state-of-the-art row of the setting is dominated (no more bytes, no less "
+         "accuracy) by one of its rows; 'loses' = every one of its compressing rows is "
+         "dominated by a state-of-the-art row. Computation: FedDLR's compact model against "
+         "FedHM's and FedLMT's natively factorized models of the same rank.", "",
+         (_md(verdict_rows, ["claim", "setting", "method", "verdict", "evidence"])
+          if verdict_rows else "(no setting ran the state of the art)"), "",
          discussion.strip(), "",
          "## 1. Communication efficiency", "",
          "100 clients, K = 20 sampled uniformly per round (scheme2), E = 10 local SGD steps "
@@ -399,7 +580,8 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          "seed reached it).", ""]
     for s in results["communication"]:
         L += [f"### {s['title']}", "", comm_table(s), "",
-              f"![{s['title']}]({figures_rel}/comm_{s['name']}.png)", ""]
+              f"![{s['title']}]({figures_rel}/comm_{s['name']}.png)", "",
+              f"![Pareto: {s['title']}]({figures_rel}/pareto_{s['name']}.png)", ""]
     pol = par["policy"]
     L += ["## 2. Key parameters", "",
           f"MLP, Dirichlet(1.0), 100 clients, K = 20, E = 10, {par['base']['rounds']} rounds, "
@@ -464,6 +646,14 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
           "faster than a loop over clients), 103 ms per whole FedAvg round, and 509 ms per "
           "FedDLR round, 79% of it in the clients' exact SVDs. Measured again in this run:", "",
           engines_text(results["engines"]), ""]
+    if "hyperparams" in results:
+        h = results["hyperparams"]
+        L += ["## 5. Low-rank methods: one equal-budget hyperparameter grid per method", "",
+              f"MLP, Dirichlet(1.0) digits, 100 clients, K = 20, {h['rounds']} rounds, seeds "
+              f"{h['seeds']}; every method gets the same cells: its compression knob at the "
+              f"same levels (FedPara: its parameter ratio γ, same count) × learning rates "
+              f"{h['lrs']} (experiments/hyperparams.py). No hand tuning: the best cell is the "
+              f"most accurate one.", "", hyperparams_table(h), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L) + "\n")
     return path

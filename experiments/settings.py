@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fl_sim import SimConfig
 
 __all__ = ["Algo", "Setting", "Grid", "QUICK", "FULL", "MLP_BASE", "CNN_BASE", "ALGOS",
-           "CNN_ALGOS"]
+           "CNN_ALGOS", "LOWRANK_ALGOS", "MNIST1D_BASE", "SOTA", "factorized_kwargs"]
 
 # Dirichlet(0.1) over 100 clients of digits' 1,437 training rows leaves some clients
 # (almost) empty: accept clients of 1 sample (minibatches are drawn with replacement).
@@ -56,6 +56,43 @@ ALGOS = (
 )
 CNN_ALGOS = tuple(a for a in ALGOS if a.label not in ("feddlr ratio:0.1", "feddlr energy:0.99"))
 
+# the low-rank FL methods (issue 13) train a factorized model chosen by model_kwargs
+# (fl_sim/models.py); "rank" is the same knob as FedDLR's policy, so rows compare at
+# matched ranks
+SOTA = ("fedhm", "fedlmt", "fedpara", "fedmud")  # the state of the art FedDLR is held to
+
+
+def factorized_kwargs(algorithm: str, knob: str | float) -> dict:
+    """``model_kwargs`` of a method that trains a factorized model (rank policy or gamma)."""
+    if algorithm == "fedpara":
+        return {"factorization": "hadamard", "gamma": float(knob)}
+    kind = "mud" if algorithm == "fedmud" else "lowrank"
+    return {"factorization": kind, "rank": str(knob)}
+
+
+def _sota(algorithm: str, knob: str | float) -> Algo:
+    label = f"{algorithm} γ={knob}" if algorithm == "fedpara" else f"{algorithm} {knob}"
+    return Algo(label, {"algorithm": algorithm, "model_kwargs": factorized_kwargs(algorithm, knob)})
+
+
+LOWRANK_ALGOS = (
+    _dlr("feddlr_ef ratio:0.25", "ratio:0.25", "feddlr_ef"),
+    _dlr("feddlr_ef fixed:8", "fixed:8", "feddlr_ef"),
+    _sota("fedhm", "ratio:0.25"),
+    _sota("fedlmt", "ratio:0.25"),
+    _sota("fedlmt", "fixed:8"),
+    _sota("fedpara", 0.1),
+    _sota("fedmud", "ratio:0.25"),
+    # the floor/growth policy against plain energy:0.8 (which ratchets down)
+    Algo("feddlr energy:0.8 +2 floor:0.05",
+         {"algorithm": "feddlr", "policy_down": "energy:0.8", "policy_up": "energy:0.8",
+          "rank_growth": 2, "rank_floor": 0.05}),
+)
+
+# MNIST-1D (generated offline by the mnist1d package): 100 clients, same protocol as digits
+MNIST1D_BASE = MLP_BASE.replace(dataset="mnist1d", lr=0.1,
+                                dataset_kwargs={**_PARTITION_KW, "num_samples": 10_000})
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -93,6 +130,22 @@ class Grid:
     inference_repeats: int = 100
     bench_rounds: int = 6  # simulator timing: rounds per engine (round 1 dropped)
     flower: bool = True
+    # issue 13: the low-rank methods join the digits setting named here (MLP and CNN) and
+    # run on MNIST-1D (MLP and 1-D CNN, Dirichlet 1.0)
+    lowrank_partition: str = "dirichlet-1.0"
+    lowrank_models: tuple[str, ...] = ("mlp", "cnn")  # digits settings that get them
+    lowrank_algos: tuple[Algo, ...] = LOWRANK_ALGOS
+    mnist1d_models: tuple[str, ...] = ("mlp", "cnn1d")
+    mnist1d_rounds: int = 30
+    mnist1d_samples: int = 10_000
+    mnist1d_algos: tuple[Algo, ...] = (ALGOS[0], ALGOS[1], ALGOS[3], *LOWRANK_ALGOS[:7],
+                                       ALGOS[9])
+    comp_policies: tuple[str, ...] = ("ratio:0.25", "ratio:0.1", "fixed:8")  # experiment 3
+    hp_rounds: int = 30  # the equal-budget hyperparameter grid (experiments/hyperparams.py)
+    hp_seeds: tuple[int, ...] = (0,)
+    hp_knobs: tuple[str, ...] = ("ratio:0.1", "ratio:0.25", "ratio:0.5")
+    hp_gammas: tuple[float, ...] = (0.1, 0.3, 0.5)  # FedPara's knob, same count
+    hp_lrs: tuple[float, ...] = (0.1, 0.2)
 
     def settings(self) -> list[Setting]:
         out = []
@@ -107,7 +160,18 @@ class Grid:
                 else:
                     alpha = float(p.split("-")[1])
                     cfg, title = base.replace(dirichlet_alpha=alpha), f"Dirichlet({alpha:g})"
-                out.append(Setting(f"{model}_{p}", f"{model.upper()}, {title}", cfg, algos))
+                extra = self.lowrank_algos if (p == self.lowrank_partition
+                                               and model in self.lowrank_models) else ()
+                out.append(Setting(f"{model}_{p}", f"{model.upper()}, {title}", cfg,
+                                   algos + extra))
+        for model in self.mnist1d_models:
+            cfg = MNIST1D_BASE.replace(
+                model=model, rounds=self.mnist1d_rounds,
+                dataset_kwargs={**MNIST1D_BASE.dataset_kwargs,
+                                "num_samples": self.mnist1d_samples})
+            out.append(Setting(f"mnist1d_{model}_dirichlet-1.0",
+                               f"MNIST-1D ({self.mnist1d_samples:,} signals), "
+                               f"{model.upper()}, Dirichlet(1.0)", cfg, self.mnist1d_algos))
         return out
 
 
@@ -122,4 +186,9 @@ QUICK = Grid(
     param_rounds=2, param_seeds=(0,), policies=("ratio:0.25", "fixed:8"),
     local_steps=(1, 10), clients=((100, 10), (100, 20)), alphas=(1.0, None),
     convex_rounds=5, convex_ranks=(2, 8), inference_repeats=5, bench_rounds=3, flower=False,
+    lowrank_algos=tuple(LOWRANK_ALGOS[i] for i in (0, 2, 3, 5, 6)), lowrank_models=("mlp",),
+    mnist1d_rounds=2, mnist1d_samples=1000,
+    mnist1d_algos=(ALGOS[0], LOWRANK_ALGOS[0], LOWRANK_ALGOS[2], LOWRANK_ALGOS[6]),
+    comp_policies=("ratio:0.25",), hp_rounds=2, hp_knobs=("ratio:0.25",), hp_gammas=(0.1,),
+    hp_lrs=(0.2,),
 )

@@ -89,7 +89,42 @@ def test_computation_and_engines(quick_run):
     eng = res["engines"]
     assert _finite(v["median_s"] for v in eng["fl_sim"].values())
     assert "status" in eng["flower"]
-    assert set(res["targets"]) == {"communication", "computation"}
+    assert set(res["targets"]) == {"communication", "computation", "feddlr_ef",
+                                   "compact_vs_fedavg"}
+    sources = {r["source"] for r in rows}
+    assert {"feddlr_ef truncated", "fedhm (native)", "fedlmt (native)"} <= sources
+    for r in rows:
+        if r["source"].endswith("(native)"):  # the trained model is the compact model
+            assert r["acc_dense"] == pytest.approx(r["acc_compact"], abs=1e-3)
+
+
+def test_lowrank_methods_pareto_verdicts_and_hyperparameters(quick_run):
+    out, res = quick_run
+    report = (out / "results.md").read_text()
+    assert "## Verdicts on the paper's claims" in report
+    assert "## 5. Low-rank methods: one equal-budget hyperparameter grid" in report
+    pngs = {p.name for p in out.glob("pareto_*.png")}
+    assert pngs == {f"pareto_{s.name}.png" for s in QUICK.settings()}
+    names = [s["name"] for s in res["communication"]]
+    assert "mnist1d_mlp_dirichlet-1.0" in names and "mnist1d_cnn1d_dirichlet-1.0" in names
+    labels = {r["algorithm"] for s in res["communication"] for r in s["rows"]}
+    for method in ("feddlr_ef", "fedhm", "fedlmt", "fedpara", "fedmud"):
+        assert any(lab.split(" ")[0] == method for lab in labels), method
+    h = res["hyperparams"]
+    per_method = {}
+    for r in h["rows"]:
+        per_method[r["method"]] = per_method.get(r["method"], 0) + 1
+    assert len(set(per_method.values())) == 1  # the same budget for every method
+    assert set(per_method) == {"fedavg", "feddlr", "feddlr_ef", "fedhm", "fedlmt", "fedpara",
+                               "fedmud"}
+    kinds = {(v["claim"], v["method"]) for v in verdict_rows(res)}
+    assert ("communication", "feddlr") in kinds and ("computation", "feddlr") in kinds
+
+
+def verdict_rows(res):
+    from experiments.report import verdicts
+
+    return verdicts(res)
 
 
 def test_results_json_is_strict(quick_run):
