@@ -23,6 +23,7 @@ on ``problem`` (fixed data, fixed w*) over ``seeds``:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,19 +41,27 @@ from theory.bounds import (
     participation_C,
     recursion_bound,
 )
+from theory.quadratic import (
+    LeastSquaresClients,
+    compression_deviation,
+    exact_moments,
+    mean_square_contraction,
+)
 
 from .problems import Problem
 from .report import BoundReport
 from .trajectory import TrajectoryRecorder
 
 __all__ = [
-    "BoundVariant", "LiConstants", "SeedRuns", "check", "label_of", "li_constants",
-    "li_variant", "run_seeds", "step_sizes", "validate_config",
+    "BOUNDS", "BoundVariant", "LiConstants", "SeedRuns", "check", "exact_variant", "label_of",
+    "li_constants", "li_variant", "run_seeds", "step_sizes", "validate_config",
 ]
 
 _MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
 _CONSTANTS = ("round", "global", "ball")
 _DRIFTS = ("lemma3", "measured")
+BOUNDS = ("li", "exact")
+ROUNDING = 1e-12  # relative float64 rounding allowed between the simulator and the closed form
 
 
 def step_sizes(config: SimConfig) -> np.ndarray:
@@ -118,7 +127,8 @@ def label_of(config: SimConfig, problem: Problem) -> str:
     part = "full" if config.participation == "full" else (
         f"{config.participation} K={config.clients_per_round}")
     lr = "li" if config.lr_schedule == "li" else f"lr={config.lr:.3g}"
-    return f"{problem.name}; {alg}; E={config.local_steps}; {part}; {lr}"
+    batch = "; full batch" if config.batch_size is None else ""
+    return f"{problem.name}; {alg}; E={config.local_steps}; {part}; {lr}{batch}"
 
 
 def _seeds(seeds: int | Sequence[int], base: int) -> list[int]:
@@ -154,6 +164,7 @@ class SeedRuns:
     num_points: int  # points evaluated
     common_start: bool  # every round's clients started at one point
     err_server_gap: float  # max |recorded err_server - observed ||w_hat_r - w_r|| |
+    initial: np.ndarray | None = None  # (S, d, out) each seed's w_0 (theory layout)
 
     @property
     def d0(self) -> float:
@@ -195,7 +206,7 @@ def run_seeds(config: SimConfig, problem: Problem, seeds: Sequence[int],
     E, R = config.local_steps, config.rounds
     full = config.participation == "full"
     w_star = problem.w_star_params()
-    dist, excess, es, ec, div = [], [], [], [], []
+    dist, excess, es, ec, div, w0 = [], [], [], [], [], []
     s2_rounds, g2_rounds = np.zeros((R + 1, c.num_clients)), np.zeros(R + 1)
     radius, npoints, common, es_gap, argmax, g2_best = 0.0, 0, True, 0.0, None, -1.0
     for s in seeds:
@@ -203,6 +214,7 @@ def run_seeds(config: SimConfig, problem: Problem, seeds: Sequence[int],
         h = fl_sim.run(config.replace(seed=s), data=problem.data, w_star=w_star,
                        observer=rec.observer).history
         st = rec.stats()
+        w0.append(st.initial)
         dist.append([h.initial["dist_sq"]] + h.column("dist_sq"))
         excess.append([h.initial["train_loss"]] + h.column("train_loss"))
         es.append(h.column("err_server"))
@@ -231,7 +243,8 @@ def run_seeds(config: SimConfig, problem: Problem, seeds: Sequence[int],
         err_server=np.array(es, dtype=np.float64), err_client=np.array(ec, dtype=np.float64),
         divergence=np.array(div, dtype=np.float64) if full else None,
         sigma2_rounds=s2_rounds, G2_rounds=g2_rounds, G2_argmax=argmax, max_radius=radius,
-        num_points=npoints, common_start=common, err_server_gap=es_gap)
+        num_points=npoints, common_start=common, err_server_gap=es_gap,
+        initial=None if any(w is None for w in w0) else np.stack(w0))
     if not runs.common_start:
         raise RuntimeError("the clients of a round did not start from a common point: the "
                            "simulator does not implement the analysed algorithm (Lemma 3)")
@@ -380,6 +393,52 @@ def li_variant(name: str, runs: SeedRuns, problem: Problem, etas: np.ndarray, E:
                                 c.F_star, rec)
 
 
+@dataclass(frozen=True)
+class ExactParts:
+    """The pieces of the exact-map bound (docs/theory.md §12.4), for the report."""
+
+    fedavg_dist_sq: np.ndarray  # (R+1,) exact E||v_r - w*||^2 of uncompressed FedAvg
+    fedavg_dist_sq_seeds: np.ndarray  # (R+1, S) the same from each seed's w_0
+    rho_tilde: np.ndarray  # (R,) mean-square contraction of each round's random map
+    deviation: np.ndarray  # (R+1,) D_r: bound on the RMS distance to uncompressed FedAvg
+    mc_standard_error: np.ndarray  # (R+1,) standard error of measured - predicted over seeds
+
+
+def exact_variant(runs: SeedRuns, config: SimConfig, problem: Problem,
+                  etas: np.ndarray) -> tuple[BoundVariant, ExactParts]:
+    """The exact-map bound on ridge (docs/theory.md §12.4): ``(sqrt(F_r) + D_r)^2``.
+
+    ``F_r`` is the exact ``E||v_r - w*||^2`` of uncompressed FedAvg from the seeds' own
+    ``w_0`` (:func:`theory.quadratic.exact_moments`, same minibatch size, participation
+    and steps); ``D_r`` bounds the RMS distance of the compressed run to it
+    (:func:`theory.quadratic.compression_deviation` with the measured RMS errors and the
+    mean-square contraction of each round). For FedAvg ``D_r = 0`` and the "bound" is
+    the exact expectation: the mean over a few seeds then lies above it on about half
+    the rounds, by Monte Carlo error (``mc_standard_error``).
+    """
+    c = problem.convex
+    if c.kind != "ridge":
+        raise ValueError(f"bound: 'exact' needs a least-squares problem (ridge), not {c.kind}")
+    if runs.initial is None:
+        raise RuntimeError("the observer did not see w_0 of every seed")
+    clients = LeastSquaresClients.from_convex(c)
+    E = config.local_steps
+    scheme = config.participation
+    K = None if scheme == "full" else int(config.clients_per_round)
+    mom = exact_moments(clients, etas, E, runs.initial, config.batch_size, scheme, K,
+                        w_star=c.w_star)
+    rho = np.array([mean_square_contraction(clients, eta_r, config.batch_size, scheme, K)
+                    for eta_r in etas.reshape(-1, E)])
+    D = compression_deviation(rho, runs.e_s, runs.e_c)
+    bound = (np.sqrt(mom.dist_sq) + D) ** 2
+    delta = c.w_star_error_bound  # excess: L/2 ||w - w*||^2 with the true w*
+    variant = BoundVariant.compare("exact", bound, 0.5 * c.L * (np.sqrt(bound) + delta) ** 2,
+                                   runs, c.F_star)
+    resid = runs.dist_sq - mom.dist_sq_starts.T  # (S, R+1)
+    se = resid.std(axis=0, ddof=1) / math.sqrt(resid.shape[0])
+    return variant, ExactParts(mom.dist_sq, mom.dist_sq_starts, rho, D, se)
+
+
 # ------------------------------------------------------------------ 4. report
 def check(
     config: SimConfig,
@@ -388,6 +447,7 @@ def check(
     constants: str = "round",
     progress: bool = False,
     drift: str = "lemma3",
+    bound: str = "li",
 ) -> BoundReport:
     """Run ``config`` over ``seeds`` and compare the a-posteriori bound with the runs.
 
@@ -419,11 +479,20 @@ def check(
         a-posteriori; docs/theory.md §11.1). ``"measured"`` needs full participation: with
         sampling, Li et al.'s ``v_t`` averages virtual iterates of unsampled clients that
         the run never computes.
+    bound : {"li", "exact"}
+        The report's main bound: Li et al.'s recursion (with ``drift``), or the exact
+        affine map of ridge plus the measured compression errors (docs/theory.md §12.4).
+        Li et al.'s bounds are in ``constants`` either way (``lemma3_drift``, ...).
 
     Returns
     -------
     BoundReport
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound: expected one of {BOUNDS}, got {bound!r}")
+    if bound == "exact" and problem.convex.kind != "ridge":
+        raise ValueError(f"bound: 'exact' needs the ridge problem (least squares), not "
+                         f"{problem.convex.kind}")
     if constants not in _CONSTANTS:
         raise ValueError(f"constants: expected one of {_CONSTANTS}, got {constants!r}")
     if drift not in _DRIFTS:
@@ -440,10 +509,35 @@ def check(
     lemma3 = li_variant("li lemma3", runs, problem, etas, E, consts.B_r, consts.C_r)
     meas = (None if consts.B_steps is None else
             li_variant("li measured", runs, problem, etas, E, consts.B_steps, consts.C_r))
-    main = meas if drift == "measured" else lemma3
+    li_main = meas if drift == "measured" else lemma3
     B_glob, C_glob = consts.global_constants(drift)
     glob = li_variant("li global", runs, problem, etas, E, B_glob, C_glob)
-    return _report(config, problem, runs, consts, drift, main, lemma3, meas, glob, etas)
+    rep = _report(config, problem, runs, consts, drift, li_main, lemma3, meas, glob, etas)
+    if bound == "li":
+        return dataclasses.replace(rep, constants=rep.constants | {"bound": "li"})
+    exact, parts = exact_variant(runs, config, problem, etas)
+    measured = runs.measured_dist_sq
+    # the exact part is an expectation: the mean over a few seeds scatters around it
+    # (3 standard errors), and the simulator's float64 trajectory differs from the closed
+    # form by rounding (measured: ~3e-14 relative for full-batch FedAvg; allowance 1e-12)
+    slack = 3.0 * parts.mc_standard_error + ROUNDING * measured
+    holds_mc = bool(np.all(exact.bound_dist_sq >= measured - slack))
+    extra = {
+        "bound": "exact",
+        "exact": exact.brief() | {
+            "holds_within_3_standard_errors": holds_mc,
+            "rounding_allowance_relative": ROUNDING,
+            "fedavg_dist_sq": parts.fedavg_dist_sq.tolist(),
+            "rho_tilde": parts.rho_tilde.tolist(), "deviation": parts.deviation.tolist(),
+            "mc_standard_error": parts.mc_standard_error.tolist(),
+            "method": "(sqrt(exact E||v_r - w*||^2 of FedAvg) + D_r)^2, D_{r+1} = "
+                      "rho~_r (D_r + e_s,r) + e_c,r (docs/theory.md §12.4)"},
+        "li": li_main.brief(),
+        "tightness_li": float(li_main.ratio[-1]),
+    }
+    return dataclasses.replace(
+        rep, constants=rep.constants | extra, bound_dist_sq=exact.bound_dist_sq,
+        ratio=exact.ratio, bound_excess=exact.bound_excess)
 
 
 def _report(config: SimConfig, problem: Problem, runs: SeedRuns, consts: LiConstants,

@@ -111,6 +111,7 @@ class TrajectoryStats:
     # (R, E) sum_k p_k ||w^k_{rE+j} - v_{rE+j}||^2 before local step j of round r; NaN
     # where not measured (partial participation: the unsampled clients are not run)
     divergence: np.ndarray | None = None
+    initial: np.ndarray | None = None  # w_0 (theory layout (d, out)), as observed
 
 
 class TrajectoryRecorder:
@@ -249,4 +250,4 @@ class TrajectoryRecorder:
                 div[r, j] = v
         return TrajectoryStats(self._sigma2.copy(), self._g2, s2r, g2r, self._count,
                                self._radius, self._common, list(self._server_errors),
-                               self._argmax, div)
+                               self._argmax, div, self._globals.get(0))

@@ -222,6 +222,7 @@ class Moments:
     mean: np.ndarray  # (R+1, d, J) E W_r
     cov_trace: np.ndarray  # (R+1,) sum over columns of tr Cov(w_j)
     dist_sq: np.ndarray  # (R+1,) E||W_r - W*||^2 (mean over the starts)
+    dist_sq_starts: np.ndarray  # (R+1, S) E||W_r - W*||^2 from each start
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -305,7 +306,8 @@ def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
     p = clients.p
 
     def dist(m_, C_):
-        return (float(np.sum((m_ - ws_cols) ** 2)) + float(np.einsum("jdd->", C_))) / S
+        per_col = np.sum((m_ - ws_cols) ** 2, axis=0) + np.einsum("jdd->j", C_)
+        return per_col.reshape(S, c).sum(axis=1)  # (S,)
 
     means, traces, dists = [m.copy()], [float(np.einsum("jdd->", C))], [dist(m, C)]
     for r, rm in enumerate(maps):
@@ -344,7 +346,8 @@ def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
         traces.append(float(np.einsum("jdd->", C)))
         dists.append(dist(m, C))
     mean = np.stack(means).reshape(len(means), d, S, c).mean(axis=2)
-    return Moments(mean, np.array(traces) / S, np.array(dists))
+    starts_dist = np.array(dists)
+    return Moments(mean, np.array(traces) / S, starts_dist.mean(axis=1), starts_dist)
 
 
 # ----------------------------------------------- compression on top (a posteriori)

@@ -1,0 +1,61 @@
+"""The exact-map bound of ridge (docs/theory.md §12) against simulator runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import boundcheck as bc
+from boundcheck.check import exact_variant, run_seeds, validate_config
+
+
+@pytest.fixture(scope="module")
+def ridge():
+    return bc.ridge_problem(num_clients=4, samples_per_client=25, dim=8, out_dim=3)
+
+
+def test_full_batch_fedavg_is_predicted_exactly(ridge):
+    cfg = ridge.config(algorithm="fedavg", local_steps=3, rounds=6, batch_size=None)
+    rep = bc.check(cfg, ridge, seeds=2, bound="exact")
+    np.testing.assert_allclose(rep.bound_dist_sq, rep.measured_dist_sq, rtol=1e-10)
+    assert rep.constants["exact"]["holds_within_3_standard_errors"]
+    assert rep.constants["li"]["tightness"] > 10  # Li et al.'s bound, as a column
+    assert rep.constants["bound"] == "exact"
+
+
+def test_exact_bound_is_refused_for_logistic():
+    prob = bc.synthetic_problem(num_clients=3, max_samples_per_client=50, dim=6, num_classes=3)
+    with pytest.raises(ValueError, match="bound: 'exact'"):
+        bc.check(prob.config(rounds=2, local_steps=2), prob, seeds=2, bound="exact")
+
+
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(N=st.integers(2, 4), E=st.integers(1, 4), frac=st.floats(0.2, 1.0),
+       policy=st.sampled_from(["none", "fixed:1", "energy:0.8"]),
+       part=st.sampled_from(["full", "scheme1", "scheme2"]),
+       batch=st.sampled_from([None, 3]), seed=st.integers(0, 100))
+def test_exact_bound_holds_on_random_configurations(N, E, frac, policy, part, batch, seed):
+    prob = bc.ridge_problem(num_clients=N, samples_per_client=15, dim=5, out_dim=3,
+                            data_seed=seed)
+    kw = dict(local_steps=E, rounds=5, batch_size=batch, seed=seed,
+              lr=frac / (4 * prob.convex.L), participation=part,
+              clients_per_round=None if part == "full" else max(1, N // 2))
+    if policy == "none":
+        kw["algorithm"] = "fedavg"
+    else:
+        kw.update(algorithm="feddlr", policy_down=policy, policy_up=policy)
+    cfg = prob.config(**kw)
+    etas = validate_config(cfg, prob)
+    runs = run_seeds(cfg, prob, [seed, seed + 1, seed + 2])
+    variant, parts = exact_variant(runs, cfg, prob, etas)
+    measured = runs.measured_dist_sq
+    slack = 3 * parts.mc_standard_error + 1e-12 * measured
+    assert np.all(variant.bound_dist_sq >= measured - slack)
+    if batch is None and part == "full":  # no randomness at all
+        if policy == "none":  # the exact trajectory, to rounding
+            np.testing.assert_allclose(variant.bound_dist_sq, measured, rtol=1e-10)
+        else:  # compression adds D_r > 0 on top: a strict bound
+            assert variant.holds
