@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fl_sim import SimConfig
+from fl_sim.history import History
 
 # a run of a few hundred milliseconds: 3 clients, MLP 64-8-10, one local step
 TINY = dict(num_clients=3, rounds=2, local_steps=1, model_kwargs={"hidden": [8]},
@@ -28,3 +31,9 @@ def one_error_line(stderr: str, *needles: str) -> str:
     for needle in needles:
         assert needle in line, line
     return line
+
+
+def records(h: History) -> list[dict]:
+    """A history's records without their wall-clock timings (what must be bit-identical)."""
+    return [{k: v for k, v in dataclasses.asdict(r).items() if "seconds" not in k}
+            for r in h.records]

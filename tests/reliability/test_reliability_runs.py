@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY_ARGS, one_error_line, tiny
+from reliability_helpers import TINY_ARGS, one_error_line, records, tiny
 
 import fl_sim.simulator
 from fl_sim import run
@@ -18,11 +17,6 @@ from fl_sim.history import JOURNAL_NAME, History
 from fl_sim.simulator import DivergenceError, Observer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _records(h: History) -> list[dict]:
-    return [{k: v for k, v in dataclasses.asdict(r).items() if "seconds" not in k}
-            for r in h.records]
 
 
 # ----------------------------------------------------------------- 1. output paths first
@@ -73,10 +67,10 @@ def test_2_each_round_is_on_disk_and_a_failure_keeps_them(tmp_path):
     journal = History.load_jsonl(tmp_path / JOURNAL_NAME)
     assert [r.round for r in journal.records] == [1, 2, 3]
     reference = run(cfg.replace(output_dir=None)).history
-    assert _records(journal) == _records(reference)[:3]
+    assert records(journal) == records(reference)[:3]
     # the recovery checkpoint resumes the run bit-identically
     resumed = run(cfg, resume_from=tmp_path)
-    assert _records(resumed.history) == _records(reference)
+    assert records(resumed.history) == records(reference)
 
 
 def test_2_journal_survives_a_torn_last_line(tmp_path):
@@ -110,7 +104,7 @@ def test_3_cli_resumes_and_the_history_describes_itself(tmp_path, capsys):
     assert main([*args, "--rounds", "4", "--resume-from", str(tmp_path)]) == 0
     resumed = History.load_json(tmp_path / "feddlr.history.json")
     assert resumed.config["rounds"] == 4 and [r.round for r in resumed.records] == [1, 2, 3, 4]
-    assert _records(resumed) == _records(run(tiny(algorithm="feddlr", rounds=4)).history)
+    assert records(resumed) == records(run(tiny(algorithm="feddlr", rounds=4)).history)
     assert main([*args, "--rounds", "4", "--resume-from", str(tmp_path / "nothing")]) == 2
     one_error_line(capsys.readouterr().err, "--resume-from")
 

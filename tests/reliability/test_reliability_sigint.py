@@ -3,7 +3,6 @@ are on disk, and ``--resume-from`` completes it bit-identically to an uninterrup
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 import sys
@@ -11,18 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY_ARGS, one_error_line
+from reliability_helpers import TINY_ARGS, one_error_line, records
 
 from fl_sim.cli import main
 from fl_sim.history import JOURNAL_NAME, History
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = 20
-
-
-def _records(h: History) -> list[dict]:
-    return [{k: v for k, v in dataclasses.asdict(r).items() if "seconds" not in k}
-            for r in h.records]
 
 
 def _journal_rounds(path: Path) -> int:
@@ -51,7 +45,7 @@ def test_sigint_mid_run_then_resume_is_bit_identical(tmp_path, algorithm, capsys
     done = len(saved.records)
     assert 3 <= done < ROUNDS, "the interrupt came too late to test a resume"
     assert f"after round {done} of {ROUNDS}" in line
-    assert _records(History.load_jsonl(out / JOURNAL_NAME)) == _records(saved)
+    assert records(History.load_jsonl(out / JOURNAL_NAME)) == records(saved)
 
     # the printed command, run here, completes the run
     command = line.split("resume with: python -m fl_sim ", 1)[1].split()
@@ -61,6 +55,6 @@ def test_sigint_mid_run_then_resume_is_bit_identical(tmp_path, algorithm, capsys
     assert main([*args, "--output-dir", str(tmp_path / "straight")]) == 0
     straight = History.load_json(tmp_path / "straight" / f"{algorithm}.history.json")
     assert len(resumed.records) == ROUNDS and resumed.config["rounds"] == ROUNDS
-    assert _records(resumed) == _records(straight)  # bit-identical, round by round
-    assert _records(resumed)[:done] == _records(saved)
+    assert records(resumed) == records(straight)  # bit-identical, round by round
+    assert records(resumed)[:done] == records(saved)
     capsys.readouterr()
