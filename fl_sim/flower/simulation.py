@@ -7,7 +7,9 @@ ServerApp and ClientApp are bound to the config (:func:`make_server_app`,
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from ..config import SimConfig
 from ..federated_data import data_from_config
@@ -18,6 +20,34 @@ from .run_config import FlowerOptions
 from .server_app import make_server_app, output_paths
 
 __all__ = ["simulate"]
+
+logger = logging.getLogger("flwr")
+
+
+def _start_ray(attempts: int = 3) -> None:
+    """Start Ray as Flower's Ray backend would, retrying a start-up that timed out.
+
+    Ray gives its raylet a fixed 30 s to register, which an overloaded machine can
+    miss; Flower's backend then finds Ray running and uses it (and shuts it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = pythonpath
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+                     include_dashboard=False)
+            return
+        except Exception as exc:  # Ray raises a bare Exception on a start-up time-out
+            ray.shutdown()
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise RuntimeError(f"Ray: did not start after {attempt} tries: "
+                                   f"{str(exc).splitlines()[0]}") from exc
+            logger.warning("Ray: start-up timed out (try %d of %d), retrying", attempt,
+                           attempts)
 
 
 def simulate(config: SimConfig, options: FlowerOptions | None = None, *,
@@ -50,11 +80,18 @@ def simulate(config: SimConfig, options: FlowerOptions | None = None, *,
     for path in (history_path, ledger_path):
         path.unlink(missing_ok=True)
     num_nodes = data_from_config(config).num_clients
-    run_simulation(server_app=make_server_app(config, options, engine="simulation"),
-                   client_app=make_client_app(config), num_supernodes=num_nodes,
-                   backend_config={"client_resources": {"num_cpus": num_cpus_per_client,
-                                                        "num_gpus": 0.0}},
-                   verbose_logging=verbose)
+    import ray
+
+    try:
+        _start_ray()
+        run_simulation(server_app=make_server_app(config, options, engine="simulation"),
+                       client_app=make_client_app(config), num_supernodes=num_nodes,
+                       backend_config={"client_resources": {"num_cpus": num_cpus_per_client,
+                                                            "num_gpus": 0.0}},
+                       verbose_logging=verbose)
+    finally:
+        if ray.is_initialized():  # Flower shuts Ray down unless the run failed early
+            ray.shutdown()
     if not ledger_path.exists():
         raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see the log above)")
     ledger = FlowerLedger.load_json(ledger_path)
