@@ -46,8 +46,13 @@ def plot_report(report: BoundReport, ax: Axes | None = None, title: str | None =
     ax.plot(r, report.measured_dist_sq, color="C0", label="measured mean")
     drift = report.constants.get("drift", "lemma3")
     names = {"lemma3": "drift by Lemma 3", "measured": "measured drift"}
-    ax.plot(r, report.bound_dist_sq, color="C3", linestyle="--",
-            label=f"bound (a-posteriori recursion, {names.get(drift, drift)})")
+    main = ("bound (exact map + measured compression errors)"
+            if report.constants.get("bound") == "exact"
+            else f"bound (a-posteriori recursion, {names.get(drift, drift)})")
+    ax.plot(r, report.bound_dist_sq, color="C3", linestyle="--", label=main)
+    li = (report.constants.get("li") or {}).get("bound_dist_sq")
+    if li is not None:
+        ax.plot(r, li, color="C1", linestyle="-.", label="Li et al.'s recursion")
     other_name = "measured" if drift == "lemma3" else "lemma3"
     other = (report.constants.get(f"{other_name}_drift") or {}).get("bound_dist_sq") \
         if other_drift else None
