@@ -7,7 +7,7 @@ Workload: small synthetic data (``ridge``: 8 samples of dimension 16 per client,
 training), an MLP 16-64-64-10 (5,898 parameters), E = 5 local steps of B = 4 samples,
 ``scheme2`` participation (K of N clients drawn uniformly each round); FedAvg and
 FedDLR with the fast ``subspace`` method (ratio:0.25 on both links, output layer dense),
-participants processed ``chunk_size`` (128) at a time.
+participants processed ``chunk_size`` (64) at a time.
 
 Configurations, each in a fresh subprocess: participants K = 1,000 and 10,000 out of
 N = 10,000 clients; population N = 10,000 and 100,000 clients with K = 1,000. Prints, per

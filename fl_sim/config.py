@@ -81,7 +81,7 @@ class SimConfig:
     # execution
     seed: int = 0
     vectorized: bool = True  # vmap over clients; False = one client at a time
-    chunk_size: int | None = 128  # participants trained and compressed at a time (bounds
+    chunk_size: int | None = 64  # participants trained and compressed at a time (bounds
     #   memory, docs/benchmarks.md); None = all at once. Results do not depend on it
     #   beyond float rounding of the aggregation sums
     device: str = "auto"  # auto (CUDA if present), cpu, cuda
