@@ -5,7 +5,9 @@ plus the Flower layer's own: ``--round-timeout``, ``--connect-timeout``,
 ``--min-replies``, and
 ``--num-cpus-per-client`` (simulate) or ``--supernodes`` (deploy). Writes what
 ``python -m fl_sim run`` writes (``<algorithm>.history.json``, CSV, plots) and
-``<algorithm>.flower.json``, the wire ledger, then prints both summaries.
+``<algorithm>.flower.json``, the wire ledger, then prints both summaries. Errors
+follow the project's contract (:mod:`fl_sim.cli_errors`): one line, exit 2 for bad
+input, 1 for a failed run, 130 on Ctrl-C (after every started process is ended).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     from ..cli import _add_config_options  # the same options as `python -m fl_sim run`
+    from ..cli_errors import OneLineParser
     from .run_config import FlowerOptions
 
     defaults = FlowerOptions()
-    parser = argparse.ArgumentParser(prog="python -m fl_sim.flower", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m fl_sim.flower", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p_sim = sub.add_parser("simulate", help="Flower's simulation engine (Ray), one process")
     p_dep = sub.add_parser("deploy", help="one SuperLink and N SuperNodes on 127.0.0.1")
@@ -51,37 +54,40 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fl_sim.flower``."""
+    """Entry point of ``python -m fl_sim.flower``: returns the exit code (errors as one line)."""
     if not flower_available():
-        print(FLOWER_MISSING, file=sys.stderr)
+        print(f"error: {FLOWER_MISSING}", file=sys.stderr)
         return 2
+    from ..cli_errors import run_cli
+
+    return run_cli(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")  # the CLI writes PNG files; it never opens a window
     from ..cli import _config_from
+    from ..output_dir import check_output_dir
     from ..report import summary_table, write_outputs
     from .ledger import ledger_table
     from .run_config import FlowerOptions
 
-    args = _parser().parse_args(argv)
     out = Path(args.output_dir or "runs/latest").resolve()
     cfg = _config_from(args, output_dir=str(out))
     options = FlowerOptions(round_timeout=args.round_timeout, min_replies=args.min_replies,
                             connect_timeout=args.connect_timeout)
-    try:
-        if args.command == "simulate":
-            from .simulation import simulate
+    check_output_dir(out, "--output-dir")  # only now does work start
+    if args.command == "simulate":
+        from .simulation import simulate
 
-            history, ledger = simulate(cfg, options,
-                                       num_cpus_per_client=args.num_cpus_per_client)
-        else:
-            from .deployment import deploy
+        history, ledger = simulate(cfg, options, num_cpus_per_client=args.num_cpus_per_client)
+    else:
+        from .deployment import deploy
 
-            history, ledger = deploy(cfg, options, supernodes=args.supernodes,
-                                     startup_timeout=args.startup_timeout)
-    except (RuntimeError, TimeoutError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        history, ledger = deploy(cfg, options, supernodes=args.supernodes,
+                                 startup_timeout=args.startup_timeout)
     paths = write_outputs({cfg.algorithm: history}, out, cfg.algorithm)
     print(summary_table({cfg.algorithm: history}))
     print()
