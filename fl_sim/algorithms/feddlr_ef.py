@@ -30,9 +30,9 @@ themselves; this variant exports no natively factorized model. Its compact model
 the final ``w`` truncated once with the downlink policy (``fl_sim.export.export_compact``),
 the same operation as "FedAvg truncated once after training".
 
-State (``ServerState.memory``): ``replica`` (``h``), ``g`` (stacks ``(N, ...)``) and the
-catch-up ledger. Bytes are counted by :func:`lowrank.compress_state` payloads
-(:mod:`lowrank.accounting`).
+State (``ServerState.memory``): ``replica`` (``h``, one copy shown as a stride-0 stack
+over clients), ``g`` (stacks ``(N, ...)``) and the catch-up ledger. Bytes are counted by
+:func:`lowrank.compress_state` payloads (:mod:`lowrank.accounting`).
 """
 
 from __future__ import annotations
@@ -55,13 +55,22 @@ from .base import (
     broadcast,
     weighted_sum,
 )
-from .catch_up import SLOT, catch_up_bytes, init_ledger
+from .catch_up import SLOT, catch_up_bytes, init_ledger, ledger_slot
 
 __all__ = ["FedDLREF"]
 
 
 def _ranks(c: CompressedState) -> dict:
     return {n: (r.tolist() if hasattr(r, "tolist") else r) for n, r in c.ranks.items()}
+
+
+def _as_stack(h: Params, num_clients: int) -> Params:
+    """``h`` as a per-client stack without copies (stride 0): every synced client holds it.
+
+    ``ServerState.memory`` holds per-client stacks (the layout fl_sim/checkpoint.py
+    verifies); the replica is one tensor per parameter, shown to it as ``N`` views.
+    """
+    return {n: t.unsqueeze(0).expand(num_clients, *t.shape) for n, t in h.items()}
 
 
 @dataclass(frozen=True)
@@ -96,23 +105,26 @@ class FedDLREF(Algorithm):
 
     def init(self, params: Params, num_clients: int) -> ServerState:
         state = super().init(params, num_clients)
-        memory = {"replica": {n: torch.zeros_like(p) for n, p in state.params.items()},
+        memory = {"replica": _as_stack({n: torch.zeros_like(p) for n, p in state.params.items()},
+                                       num_clients),
                   "g": {n: torch.zeros(num_clients, *p.shape, dtype=p.dtype, device=p.device)
                         for n, p in state.params.items()},
-                  SLOT: init_ledger(num_clients)}
+                  SLOT: ledger_slot(state.params, init_ledger(num_clients))}
         return ServerState(params=state.params, round=0, memory=memory)
 
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
         clients, weights = ctx.participation.clients, ctx.participation.weights
         k = clients.numel()
-        w, h = state.params, state.memory["replica"]
+        w = state.params
+        h = {n: t[0] for n, t in state.memory["replica"].items()}
         t0 = time.perf_counter()
         sent = self._compress({n: w[n] - h[n] for n in w}, self.down, ctx, batched=False)
         step = sent.decompress()
         h = {n: h[n] + step[n] for n in h}
         err_server = math.sqrt(sum(float((h[n] - w[n]).double().square().sum()) for n in h))
-        down_bytes, ledger = catch_up_bytes(state.memory[SLOT], state.round, clients,
-                                            message=sent.nbytes, dense=state_nbytes(h))
+        (owed,) = state.memory[SLOT].values()
+        down_bytes, owed = catch_up_bytes(owed, clients, message=sent.nbytes,
+                                          dense=state_nbytes(h))
         seconds = time.perf_counter() - t0
 
         local = ctx.train(broadcast(h, k), clients)
@@ -137,5 +149,6 @@ class FedDLREF(Algorithm):
                            ranks_up=_ranks(sent_up) if self.up is not None else {},
                            err_server=err_server, err_client=err_client,
                            compress_seconds=seconds)
-        memory = {"replica": h, "g": g_all, SLOT: ledger}
+        memory = {"replica": _as_stack(h, ctx.num_clients), "g": g_all,
+                  SLOT: ledger_slot(w, owed)}
         return ServerState(params=new_w, round=state.round + 1, memory=memory), comms

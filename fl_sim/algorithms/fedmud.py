@@ -40,7 +40,7 @@ from lowrank import state_nbytes, tensor_nbytes
 
 from ..params import Params
 from .base import Algorithm, RoundComms, RoundContext, ServerState, broadcast, weighted_sum
-from .catch_up import SLOT, catch_up_bytes, init_ledger
+from .catch_up import SLOT, catch_up_bytes, init_ledger, ledger_slot
 from .factorized_model import require_factorized
 
 __all__ = ["FedMUD", "frozen_factors"]
@@ -75,7 +75,9 @@ class FedMUD(Algorithm):
         state = super().init(params, num_clients)
         for p in require_factorized(params, self.name, "mud"):
             state.params[f"{p}.B"].zero_()
-        return ServerState(params=state.params, round=0, memory={SLOT: init_ledger(num_clients)})
+        owed = init_ledger(num_clients, never_dense=True)  # clients hold no weights yet
+        return ServerState(params=state.params, round=0,
+                           memory={SLOT: ledger_slot(state.params, owed)})
 
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
         clients, weights = ctx.participation.clients, ctx.participation.weights
@@ -98,8 +100,8 @@ class FedMUD(Algorithm):
         dense = state_nbytes({f"{p}.weight": w[f"{p}.weight"] for p in layers}) + SEED_BYTES
         message = SEED_BYTES + (state_nbytes({f"{p}.B": w[f"{p}.B"] for p in layers})
                                 if state.round > 0 else 0)
-        down, ledger = catch_up_bytes(state.memory[SLOT], state.round, clients, message,
-                                      dense=dense, fixed=fixed, never_dense=True)
+        (owed,) = state.memory[SLOT].values()
+        down, owed = catch_up_bytes(owed, clients, message, dense=dense, fixed=fixed)
         seconds = time.perf_counter() - t0
 
         local = ctx.train(broadcast(start, k), clients)
@@ -115,7 +117,8 @@ class FedMUD(Algorithm):
             new[f"{p}.weight"] = w[f"{p}.weight"] + (a[p] @ b_bar).reshape(shape)
             new[f"{p}.A"] = a[p]
             new[f"{p}.B"] = torch.zeros_like(b_bar)  # absorbed into weight
-        new_state = ServerState(params=new, round=state.round + 1, memory={SLOT: ledger})
+        new_state = ServerState(params=new, round=state.round + 1,
+                                memory={SLOT: ledger_slot(new, owed)})
         comms = RoundComms(bytes_down_per_client=down, bytes_up_per_client=[up] * k,
                            ranks_down={}, ranks_up={p: [a[p].shape[1]] * k for p in layers},
                            err_server=0.0, err_client=0.0,

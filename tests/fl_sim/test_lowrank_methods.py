@@ -155,20 +155,38 @@ def test_fedmud_averaging_is_exact_and_absorbed():
     assert not torch.equal(state2.params["a.A"], state.params["a.A"])  # a new seed, a new A
 
 
+@pytest.mark.parametrize("algorithm,kwargs", [
+    ("feddlr_ef", {}),
+    ("fedmud", {"factorization": "mud", "rank": "fixed:2"}),
+    ("fedhm", {"factorization": "lowrank", "rank": "fixed:2"})])
+def test_resume_from_checkpoint_is_bit_identical(tmp_path, algorithm, kwargs):
+    cfg = SimConfig(dataset="digits", model_kwargs={"hidden": [16], **kwargs}, num_clients=6,
+                    partition="iid", rounds=4, local_steps=2, batch_size=5, lr=0.1,
+                    device="cpu", algorithm=algorithm, participation="scheme2",
+                    clients_per_round=3)
+    full = run(cfg)
+    run(cfg.replace(rounds=2, checkpoint_every=2, output_dir=str(tmp_path)))
+    resumed = run(cfg, resume_from=tmp_path / "checkpoint.pt")
+    for n, p in full.params.items():
+        assert torch.equal(p, resumed.params[n])
+    assert [r.bytes_down_per_client for r in resumed.history.records] == \
+        [r.bytes_down_per_client for r in full.history.records]
+
+
 def test_catch_up_ledger_charges_missed_messages_or_dense():
-    ledger = init_ledger(3)
-    out, ledger = catch_up_bytes(ledger, 0, torch.tensor([0, 1]), message=10, dense=45)
-    assert out == [10, 10]  # from the state everyone knows (round -1)
-    out, ledger = catch_up_bytes(ledger, 1, torch.tensor([0]), message=20, dense=45)
+    owed = init_ledger(3)
+    out, owed = catch_up_bytes(owed, torch.tensor([0, 1]), message=10, dense=45)
+    assert out == [10, 10]  # from the state everyone knows
+    out, owed = catch_up_bytes(owed, torch.tensor([0]), message=20, dense=45)
     assert out == [20]
-    out, ledger = catch_up_bytes(ledger, 2, torch.tensor([0, 1, 2, 1]), message=30, dense=45,
-                                 fixed=5)
-    # client 1 missed round 1 (20 + 30 = 50 > 45: dense); client 2 never synced (60 > 45)
+    out, owed = catch_up_bytes(owed, torch.tensor([0, 1, 2, 1]), message=30, dense=45,
+                               fixed=5)
+    # client 1 missed round 2 (20 + 30 = 50 > 45: dense); client 2 never synced (60 > 45);
+    # client 1 listed twice pays once
     assert out == [35, 50, 50, 5]
-    out, _ = catch_up_bytes(init_ledger(2), 0, torch.tensor([1]), 10, 45, never_dense=True)
-    assert out == [45]
-    with pytest.raises(ValueError, match="round_index"):
-        catch_up_bytes(init_ledger(2), 3, torch.tensor([1]), 10, 45)
+    assert owed.tolist() == [0.0, 0.0, 0.0]
+    out, _ = catch_up_bytes(init_ledger(2, never_dense=True), torch.tensor([1]), 10, 45)
+    assert out == [45]  # holds nothing: the state dense
 
 
 def _dense_params(seed=0):
@@ -182,12 +200,13 @@ def test_feddlr_ef_error_feedback_identities_and_bytes():
     alg = FedDLREF(down=FixedRank(1), up=FixedRank(1), overrides={"*out*": None})
     state = alg.init(_dense_params(), 4)
     for r, clients in enumerate([(0, 1, 2), (1, 2, 3), (0, 1, 2)]):
-        w, h = state.params, state.memory["replica"]
+        w = state.params
+        h = {n: t[0] for n, t in state.memory["replica"].items()}
         g_old = {n: t.clone() for n, t in state.memory["g"].items()}
         sent = compress_state({n: w[n] - h[n] for n in w}, FixedRank(1),
                               overrides={"*out*": None})
         new, comms = alg.round(state, _ctx(clients, seed=r))
-        h_new = new.memory["replica"]
+        h_new = {n: t[0] for n, t in new.memory["replica"].items()}
         for n in w:  # EF21-P: h <- h + C(w - h)
             torch.testing.assert_close(h_new[n], h[n] + sent.decompress()[n], rtol=0,
                                        atol=1e-13)
