@@ -45,6 +45,7 @@ def run_setting(setting: Setting, seeds, runner: Runner) -> dict:
                                 if n_reached == len(hs) and not math.isnan(base_to_target)
                                 else math.nan),
             "acc_gap": st.acc_mean - base_acc,
+            "lrs": sorted({h.config["lr"] for h in hs}),  # below the base lr: diverged there
             "seconds_per_round": st.seconds_per_round,
             "any_nan": any(not math.isfinite(r.train_loss) for h in hs for r in h.records
                            if r.train_loss is not None),

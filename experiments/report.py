@@ -50,15 +50,23 @@ def comm_table(setting: dict) -> str:
     headers = ["algorithm", "final acc (mean ± std)", "Δ vs FedAvg", "up MB", "down MB",
                "total MB", "bytes ratio vs FedAvg", "MB to target (reached)",
                "to-target ratio", "s/round"]
-    rows = [[r["algorithm"], f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
+    base_lr = setting.get("config", {}).get("lr")
+
+    def label(r: dict) -> str:  # runs that diverged at the base lr ran again at lr/2
+        lrs = r.get("lrs", [base_lr])
+        return r["algorithm"] if lrs == [base_lr] else \
+            f"{r['algorithm']} (lr {', '.join(f'{v:g}' for v in lrs)}†)"
+
+    rows = [[label(r), f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
              f"{100 * r['acc_gap']:+.2f} pt", f"{r['up_mb']:.1f}", f"{r['down_mb']:.1f}",
              f"{r['total_mb']:.1f}", f"{r['ratio']:.2f}x",
              f"{_f(r['to_target_mb'], '.1f')} ({r['reached']}/{r['seeds']})",
              f"{_f(r['to_target_ratio'], '.2f')}x", f"{r['seconds_per_round']:.3f}"]
             for r in setting["rows"]]
     return (f"Target accuracy {setting['target']:.2f} (95% of FedAvg's mean final accuracy, "
-            f"rounded down); {setting['rounds']} rounds, seeds {setting['seeds']}.\n\n"
-            + _md(rows, headers))
+            f"rounded down); {setting['rounds']} rounds, seeds {setting['seeds']}. † = a "
+            f"seed diverged at lr {base_lr} and ran again at half the rate (the same rule "
+            f"for every algorithm, experiments/runner.py).\n\n" + _md(rows, headers))
 
 
 def policy_table(p: dict) -> str:

@@ -23,6 +23,7 @@ class Runner:
         self.verbose = verbose
         self.runs = 0
         self.seconds = 0.0
+        self.backoffs: list[tuple[str, int, float]] = []  # (algorithm, seed, lr that diverged)
 
     def data(self, cfg: SimConfig) -> FederatedData:
         """The config's data (:func:`fl_sim.federated_data.data_from_config`), cached."""
@@ -32,8 +33,26 @@ class Runner:
         return self._data[key]
 
     def __call__(self, cfg: SimConfig, **kwargs) -> RunResult:
+        """Run ``cfg``; if it diverges, run it again at half the learning rate (twice at most).
+
+        The same rule for every algorithm (no method is tuned by hand): a run that stops
+        with :class:`fl_sim.simulator.DivergenceError` or a non-finite loss is repeated
+        at ``lr / 2``, then ``lr / 4``; the history's config records the rate that ran,
+        and :attr:`backoffs` lists ``(algorithm, seed, lr that diverged)``.
+        """
         t0 = time.perf_counter()
-        result = run(cfg, data=self.data(cfg), **kwargs)
+        for attempt in range(3):
+            try:
+                result = run(cfg, data=self.data(cfg), **kwargs)
+                break
+            except FloatingPointError as exc:
+                if attempt == 2:
+                    raise
+                self.backoffs.append((cfg.algorithm, cfg.seed, cfg.lr))
+                if self.verbose:
+                    print(f"  {cfg.algorithm} seed {cfg.seed} diverged at lr {cfg.lr:g} "
+                          f"({str(exc)[:60]}...); again at lr {cfg.lr / 2:g}", flush=True)
+                cfg = cfg.replace(lr=cfg.lr / 2)
         h = result.history
         dt = time.perf_counter() - t0
         self.runs += 1

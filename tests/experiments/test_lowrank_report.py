@@ -43,3 +43,31 @@ def test_computation_verdict_needs_a_strict_advantage():
     assert verdicts({"communication": [], "computation": comp})[0]["verdict"] == "beats"
     comp["rows"][0] = row("feddlr", 0.8, 100)
     assert verdicts({"communication": [], "computation": comp})[0]["verdict"] == "mixed"
+
+
+def test_runner_halves_the_learning_rate_after_a_divergence(monkeypatch):
+    import experiments.runner as runner_module
+    from experiments.runner import Runner
+    from fl_sim import SimConfig
+    from fl_sim.simulator import DivergenceError
+
+    real_run, seen = runner_module.run, []
+
+    def flaky_run(cfg, **kwargs):
+        seen.append(cfg.lr)
+        if cfg.lr > 0.15:
+            raise DivergenceError("train_loss: diverging")
+        return real_run(cfg, **kwargs)
+
+    monkeypatch.setattr(runner_module, "run", flaky_run)
+    runner = Runner(verbose=False)
+    cfg = SimConfig(algorithm="fedavg", num_clients=3, rounds=1, lr=0.4, device="cpu",
+                    model_kwargs={"hidden": [8]})
+    result = runner(cfg)
+    assert seen == [0.4, 0.2, 0.1] and result.history.config["lr"] == 0.1
+    assert runner.backoffs == [("fedavg", 0, 0.4), ("fedavg", 0, 0.2)]
+    monkeypatch.setattr(runner_module, "run", lambda cfg, **kw: flaky_run(cfg.replace(lr=1.0)))
+    import pytest
+
+    with pytest.raises(DivergenceError):
+        runner(cfg)
