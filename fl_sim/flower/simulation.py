@@ -11,11 +11,13 @@ import logging
 import os
 import sys
 
+from ..algorithms import make_algorithm
 from ..config import SimConfig
 from ..federated_data import data_from_config
 from ..history import History
 from .client_app import make_client_app
 from .ledger import FlowerLedger
+from .local import check_supported
 from .run_config import FlowerOptions
 from .server_app import make_server_app, output_paths
 
@@ -76,6 +78,7 @@ def simulate(config: SimConfig, options: FlowerOptions | None = None, *,
     from flwr.simulation import run_simulation
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    check_supported(make_algorithm(config))  # before any process starts
     history_path, ledger_path = output_paths(config)
     for path in (history_path, ledger_path):
         path.unlink(missing_ok=True)

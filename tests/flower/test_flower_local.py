@@ -135,3 +135,14 @@ def test_replayed_rounds_equal_fl_sim(algorithm, exact):
         assert up == rec.bytes_up_per_client
         if exact:
             assert math.isclose(acc, rec.test_accuracy, abs_tol=1e-9)
+
+
+def test_algorithms_without_a_strategy_are_refused_in_one_line():
+    from fl_sim.algorithms import make_algorithm
+    from fl_sim.flower.local import check_supported
+
+    for name in ("feddlr_ef", "fedhm", "fedmud"):
+        with pytest.raises(ValueError, match=f"algorithm: '{name}'"):
+            check_supported(make_algorithm(SMALL.replace(algorithm=name)))
+    for name in ("fedavg", "feddlr", "feddlr_down", "fedlmt", "fedpara", "qsgd"):
+        check_supported(make_algorithm(SMALL.replace(algorithm=name)))
