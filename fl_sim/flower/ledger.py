@@ -15,12 +15,14 @@ error reply, or a node gone) are named with their node and the reason. Written a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..history import History
 from ..json_file import JsonFile
 
-__all__ = ["Failure", "FlowerLedger", "FlowerRound", "ledger_table"]
+__all__ = ["Failure", "FlowerLedger", "FlowerRound", "ledger_table", "side_by_side"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,41 @@ def ledger_table(ledger: FlowerLedger, tablefmt: str = "simple") -> str:
     return (f"Flower {ledger.flwr_version}, {ledger.engine}: bytes per round "
             f"(payload = our ledger, wire = Flower's serialized messages)\n"
             + tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+
+
+def side_by_side(histories: Mapping[str, History], ledgers: Mapping[str, FlowerLedger],
+                 tablefmt: str = "github") -> str:
+    """Per round: payload bytes of each run, Flower's wire bytes beside them, accuracies.
+
+    Parameters
+    ----------
+    histories : Mapping[str, History]
+        Label -> history of the same configuration (e.g. ``fl_sim``, ``simulation``,
+        ``deployment``), all with the same number of rounds.
+    ledgers : Mapping[str, FlowerLedger]
+        Label -> wire ledger, for the labels of ``histories`` that ran on Flower.
+    tablefmt : str
+        A ``tabulate`` format.
+    """
+    from tabulate import tabulate
+
+    headers = ["round"]
+    for label in histories:
+        headers.append(f"{label} payload down / up")
+        if label in ledgers:
+            headers.append(f"{label} wire down / up")
+    headers.append("accuracy " + " / ".join(histories))
+    rows = []
+    for i, r in enumerate(next(iter(histories.values())).records):
+        row = [r.round]
+        for label, h in histories.items():
+            rec = h.records[i]
+            row.append(f"{rec.bytes_down:,} / {rec.bytes_up:,}")
+            if label in ledgers:
+                w = ledgers[label].rounds[i]
+                row.append(f"{sum(w.wire_down):,} / {sum(w.wire_up):,}")
+        row.append(" / ".join("-" if h.records[i].test_accuracy is None
+                              else f"{h.records[i].test_accuracy:.4f}"
+                              for h in histories.values()))
+        rows.append(row)
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -146,3 +146,28 @@ def test_algorithms_without_a_strategy_are_refused_in_one_line():
             check_supported(make_algorithm(SMALL.replace(algorithm=name)))
     for name in ("fedavg", "feddlr", "feddlr_down", "fedlmt", "fedpara", "qsgd"):
         check_supported(make_algorithm(SMALL.replace(algorithm=name)))
+
+
+def test_ledger_round_trip_envelope_and_tables(tmp_path):
+    from fl_sim.flower.ledger import (
+        Failure,
+        FlowerLedger,
+        FlowerRound,
+        ledger_table,
+        side_by_side,
+    )
+    from fl_sim.history import History
+
+    r = FlowerRound(round=1, clients=[0, 2], payload_down=[100, 100], wire_down=[130, 131],
+                    payload_up=[40, 50], wire_up=[75, 80],
+                    failed=[Failure(client=1, node=77, reason="no reply within 5 s")])
+    assert r.envelope_down == 61 and r.envelope_up == 65
+    ledger = FlowerLedger(engine="deployment", flwr_version="x", nodes={"0": 5}, rounds=[r])
+    back = FlowerLedger.load_json(ledger.save_json(tmp_path / "l.json"))
+    assert back == ledger
+    table = ledger_table(back)
+    assert "261" in table and "155" in table and "1" in table.splitlines()[-1]
+    ref = run(SMALL.replace(algorithm="fedavg", rounds=1, local_steps=1)).history
+    flower = History(config=ref.config, records=[ref.records[0]])
+    text = side_by_side({"fl_sim": ref, "deployment": flower}, {"deployment": back})
+    assert f"{ref.records[0].bytes_down:,}" in text and "261 / 155" in text
