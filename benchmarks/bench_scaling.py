@@ -144,7 +144,7 @@ def plot(results: dict[str, dict], path: str) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("fl_sim round cost: linear in participants, flat in population")
+    fig.suptitle("fl_sim round cost against participants K and population N")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
