@@ -79,13 +79,24 @@ def _stat(pid: int) -> tuple[int, int, str] | None:
 
 def alive(pid: int, start: int | None = None) -> bool:
     """Whether process ``pid`` (started at ``start``, if given) still runs (zombies do not)."""
+    if not os.path.isdir("/proc"):  # no /proc: ask the kernel (a zombie counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
     st = _stat(pid)
     return st is not None and st[2] != "Z" and (start is None or st[1] == start)
 
 
 def _descendants(roots: set[int]) -> dict[int, int]:
-    """pid -> start time of every live descendant of ``roots`` (Linux ``/proc``)."""
+    """pid -> start time of every live descendant of ``roots`` (Linux ``/proc``; elsewhere
+    none are found, and :meth:`LocalDeployment.stop` relies on process groups)."""
     children: dict[int, list[tuple[int, int]]] = {}
+    if not os.path.isdir("/proc"):
+        return {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = _stat(int(entry))
@@ -133,7 +144,7 @@ class LocalDeployment:
         self.supernodes, self.num_clients = supernodes, num_clients
         self.log_dir, self.startup_timeout = Path(log_dir), startup_timeout
         self.procs: list[_Proc] = []
-        self.seen: dict[int, int] = {}  # pid -> start time of every process started or spawned
+        self.seen: dict[int, int | None] = {}  # pid -> start time, started or spawned
         self.ports: list[int] = []
         self.home = Path(tempfile.mkdtemp(prefix="fl_sim_flower_"))
         self.env = dict(os.environ, FLWR_HOME=str(self.home),
@@ -153,8 +164,7 @@ class LocalDeployment:
         proc = _Proc(name, popen, log)
         self.procs.append(proc)
         st = _stat(popen.pid)
-        if st is not None:
-            self.seen[popen.pid] = st[1]
+        self.seen[popen.pid] = st[1] if st is not None else None
         return proc
 
     def _wait_listening(self, proc: _Proc, port: int) -> None:
@@ -218,6 +228,13 @@ class LocalDeployment:
         roots = {p.popen.pid for p in self.procs}
         self.seen.update(_descendants(roots | set(self.seen)))
 
+    def _signal_groups(self, sig: int) -> None:
+        """``sig`` to the process group of each process started (each leads its own)."""
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.popen.pid, sig)
+
     def stop(self, grace: float = 10.0) -> None:
         """End every process started (and each one it spawned): SIGTERM, then SIGKILL."""
         self._track()
@@ -225,6 +242,7 @@ class LocalDeployment:
             if alive(pid, start):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
+        self._signal_groups(signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(alive(p, s) for p, s in self.seen.items()):
             for proc in self.procs:
@@ -234,6 +252,7 @@ class LocalDeployment:
             if alive(pid, start):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        self._signal_groups(signal.SIGKILL)
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.popen.wait(timeout=grace)

@@ -106,3 +106,19 @@ def test_supernode_killed_mid_round_does_not_hang(tmp_path):
     assert killed.is_set()
     assert time.monotonic() - t0 < 280
     _check_all_ended(started[0])
+
+
+@pytest.mark.timeout(180)
+def test_interrupt_ends_every_process(tmp_path):
+    """Ctrl-C (KeyboardInterrupt) while the run goes on: every process is ended."""
+    cfg = SMALL.replace(algorithm="fedavg", num_clients=2, output_dir=str(tmp_path))
+
+    def interrupt(local) -> None:
+        raise KeyboardInterrupt
+
+    started = []
+    with pytest.raises(KeyboardInterrupt):
+        deploy(cfg, FlowerOptions(connect_timeout=60), supernodes=2, startup_timeout=60,
+               on_progress=interrupt, deployment=started)
+    assert len(started[0].procs) == 4
+    _check_all_ended(started[0])
