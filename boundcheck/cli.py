@@ -65,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
                         "of ridge plus measured compression errors (docs/theory.md §12.4); "
                         "Li et al.'s is kept in the JSON either way")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
+    pr = sub.add_parser("predict", help="predictions from the theory alone vs runs (ridge)")
+    pr.add_argument("what", choices=("floors",),
+                    help="floors: error floor per rank policy (docs/theory.md §12.4)")
+    pr.add_argument("--policies", default="none,fixed:1,fixed:2,fixed:3,energy:0.9,energy:0.99",
+                    help="comma-separated rank policies of both sides ('none': FedAvg)")
+    pr.add_argument("--local-steps", "-E", type=int, default=5)
+    pr.add_argument("--rounds", type=int, default=60)
+    pr.add_argument("--batch-size", type=_batch, default="full",
+                    help="minibatch size, or 'full' (default: the prediction is exact)")
+    pr.add_argument("--seeds", type=int, default=3)
+    pr.add_argument("--out", default="boundcheck_out", help="output folder")
     g = sub.add_parser("grid", help="the full validation grid: markdown table, JSON, plots")
     g.add_argument("--out", default="docs/figures/bounds")
     g.add_argument("--seeds", type=int, default=5)
@@ -106,6 +117,38 @@ def _cmd_check(a) -> int:
           f"holds: {s['holds']}\n"
           f"  wrote {out / (stem + '.json')} and .png")
     return 0 if rep.holds else 1
+
+
+def _cmd_predict(a) -> int:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .predict import predict_floors
+
+    prob = ridge_problem()
+    pols = [p.strip() for p in a.policies.split(",") if p.strip()]
+    res = predict_floors(prob, pols, a.local_steps, a.rounds, list(range(a.seeds)),
+                         a.batch_size)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    batch = "full" if a.batch_size is None else f"b{a.batch_size}"
+    stem = f"predict_floors_E={a.local_steps}_{batch}"
+    write_json(out / f"{stem}.json", res.to_dict() | {
+        "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = np.arange(len(pols))
+    ax.bar(x - 0.2, res.predicted, 0.4, label="predicted (theory, before any run)")
+    ax.bar(x + 0.2, res.measured, 0.4, label=f"measured (mean of {a.seeds} seeds)")
+    ax.set_xticks(x, pols, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(r"floor of $E\|w - w^\star\|^2$")
+    ax.set_title(f"ridge, E={a.local_steps}, batch {batch}, {a.rounds} rounds", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
+    for pol, p, m, r in zip(pols, res.predicted, res.measured, res.ratio, strict=True):
+        print(f"{pol:>12}: predicted {p:.6g}, measured {m:.6g}, predicted/measured {r:.4g}")
+    print(f"same ordering: {res.same_ordering}; wrote {out / (stem + '.json')} and .png")
+    return 0
 
 
 def _cmd_grid(a) -> int:
@@ -168,6 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     a = one_line_parser(_parser()).parse_args(argv)  # usage errors: one line (issue 11)
     check_output_dir(a.out, "--out")  # before any simulation: a bad folder costs nothing
     t = time.perf_counter()
-    code = _cmd_check(a) if a.command == "check" else _cmd_grid(a)
+    code = {"check": _cmd_check, "predict": _cmd_predict, "grid": _cmd_grid}[a.command](a)
     print(f"({time.perf_counter() - t:.1f}s)")
     return code

@@ -424,3 +424,51 @@ def compression_deviation(rho: Sequence[float], e_s: Sequence[float], e_c: Seque
     for r in range(rho.size):
         D[r + 1] = rho[r] * (D[r] + es[r]) + ec[r]
     return D
+
+
+# ------------------------------------------ compressed map (deterministic prediction)
+def truncate(W: np.ndarray, policy, min_compression_rate: float = 1.0) -> np.ndarray:
+    """The model a rank policy sends for ``W`` (theory layout ``(d, c)``), as ``lowrank`` does.
+
+    The weight of the simulator's linear model is ``W^T`` (``m, n = c, d``); the policy picks
+    the rank from the singular values, and the matrix goes dense (no error) where the
+    factors are not smaller (:func:`lowrank.accounting.sends_factors`). None: dense.
+    """
+    if policy is None:
+        return W
+    import torch
+
+    from lowrank.accounting import sends_factors
+    from lowrank.policies import parse_policy
+
+    pol = parse_policy(policy)
+    d, c = W.shape
+    U, s, Vt = np.linalg.svd(W, full_matrices=False)
+    r = int(pol.select(torch.from_numpy(s.copy()), c, d))
+    if not bool(sends_factors(c, d, r, min_compression_rate)):
+        return W
+    return (U[:, :r] * s[:r]) @ Vt[:r]
+
+
+__all__.append("truncate")
+
+
+def compressed_trajectory(round_map: AffineRound, W0: np.ndarray, rounds: int, down=None,
+                          up=None) -> np.ndarray:
+    """(R+1, d, c) full-batch FedDLR, full participation: ``W -> sum_k p_k C_u(P_k C_d(W) + c_k)``.
+
+    A deterministic map (no randomness with full batches and full participation), so its
+    iterates are the simulator's to rounding (and ties of singular values). Its limit is
+    the error floor of the policy pair, computable before any run (docs/theory.md §12.4).
+    """
+    W = np.asarray(W0, dtype=np.float64)
+    out = [W]
+    for _ in range(int(rounds)):
+        start = truncate(W, down)
+        local = round_map.P_clients @ start + round_map.c_clients
+        W = np.tensordot(round_map.p, np.stack([truncate(y, up) for y in local]), 1)
+        out.append(W)
+    return np.stack(out)
+
+
+__all__.append("compressed_trajectory")

@@ -59,3 +59,28 @@ def test_exact_bound_holds_on_random_configurations(N, E, frac, policy, part, ba
             np.testing.assert_allclose(variant.bound_dist_sq, measured, rtol=1e-10)
         else:  # compression adds D_r > 0 on top: a strict bound
             assert variant.holds
+
+
+def test_compressed_map_is_the_simulators_full_batch_feddlr(ridge):
+    import fl_sim
+    from theory.quadratic import LeastSquaresClients, compressed_trajectory, round_maps
+
+    cfg = ridge.config(algorithm="feddlr", policy_down="fixed:1", policy_up="energy:0.9",
+                       local_steps=3, rounds=12, batch_size=None)
+    w0 = {}
+    obs = fl_sim.Observer(on_global=lambda r, p: w0.setdefault(
+        r, p["linear.weight"].double().numpy().T.copy()))
+    h = fl_sim.run(cfg, data=ridge.data, w_star=ridge.w_star_params(), observer=obs).history
+    c = ridge.convex
+    rm = round_maps(LeastSquaresClients.from_convex(c), [cfg.lr] * 3, 3)[0]
+    tr = compressed_trajectory(rm, w0[0], 12, "fixed:1", "energy:0.9")
+    np.testing.assert_allclose(np.sum((tr[1:] - c.w_star) ** 2, axis=(1, 2)),
+                               h.column("dist_sq"), rtol=1e-10)
+
+
+def test_floors_predicted_before_any_run_match_the_runs(ridge):
+    from boundcheck.predict import predict_floors
+
+    res = predict_floors(ridge, ["none", "fixed:1"], local_steps=3, rounds=60, seeds=[0, 1])
+    np.testing.assert_allclose(res.predicted, res.measured, rtol=1e-3)
+    assert res.same_ordering and res.predicted[1] > res.predicted[0]
