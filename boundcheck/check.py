@@ -395,7 +395,7 @@ def li_variant(name: str, runs: SeedRuns, problem: Problem, etas: np.ndarray, E:
 
 @dataclass(frozen=True)
 class ExactParts:
-    """The pieces of the exact-map bound (docs/theory.md §12.4), for the report."""
+    """The pieces of the exact-map bound (docs/theory.md §12.3), for the report."""
 
     fedavg_dist_sq: np.ndarray  # (R+1,) exact E||v_r - w*||^2 of uncompressed FedAvg
     fedavg_dist_sq_seeds: np.ndarray  # (R+1, S) the same from each seed's w_0
@@ -406,7 +406,7 @@ class ExactParts:
 
 def exact_variant(runs: SeedRuns, config: SimConfig, problem: Problem,
                   etas: np.ndarray) -> tuple[BoundVariant, ExactParts]:
-    """The exact-map bound on ridge (docs/theory.md §12.4): ``(sqrt(F_r) + D_r)^2``.
+    """The exact-map bound on ridge (docs/theory.md §12.3): ``(sqrt(F_r) + D_r)^2``.
 
     ``F_r`` is the exact ``E||v_r - w*||^2`` of uncompressed FedAvg from the seeds' own
     ``w_0`` (:func:`theory.quadratic.exact_moments`, same minibatch size, participation
@@ -481,7 +481,7 @@ def check(
         the run never computes.
     bound : {"li", "exact"}
         The report's main bound: Li et al.'s recursion (with ``drift``), or the exact
-        affine map of ridge plus the measured compression errors (docs/theory.md §12.4).
+        affine map of ridge plus the measured compression errors (docs/theory.md §12.3).
         Li et al.'s bounds are in ``constants`` either way (``lemma3_drift``, ...).
 
     Returns
@@ -531,7 +531,7 @@ def check(
             "rho_tilde": parts.rho_tilde.tolist(), "deviation": parts.deviation.tolist(),
             "mc_standard_error": parts.mc_standard_error.tolist(),
             "method": "(sqrt(exact E||v_r - w*||^2 of FedAvg) + D_r)^2, D_{r+1} = "
-                      "rho~_r (D_r + e_s,r) + e_c,r (docs/theory.md §12.4)"},
+                      "rho~_r (D_r + e_s,r) + e_c,r (docs/theory.md §12.3)"},
         "li": li_main.brief(),
         "tightness_li": float(li_main.ratio[-1]),
     }

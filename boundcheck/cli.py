@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
                         "participation only; docs/theory.md §11.1)")
     c.add_argument("--bound", choices=("li", "exact"), default="li",
                    help="main bound: Li et al.'s recursion (default) or the exact affine map "
-                        "of ridge plus measured compression errors (docs/theory.md §12.4); "
+                        "of ridge plus measured compression errors (docs/theory.md §12.3); "
                         "Li et al.'s is kept in the JSON either way")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
     pr = sub.add_parser("predict", help="predictions from the theory alone vs runs (ridge)")

@@ -19,7 +19,7 @@ unbiased client sampling the *mean* follows the same map, and the covariance fol
 a closed linear recursion because the gradient noise of least squares is quadratic in
 ``W`` (:func:`exact_moments`). :func:`mean_square_contraction` gives the mean-square
 Lipschitz constant of the random round map, used by the a-posteriori compression bound
-(:func:`compression_deviation`, docs/theory.md §12.4).
+(:func:`compression_deviation`, docs/theory.md §12.3).
 
 All arrays are float64 numpy. This module never imports ``fl_sim``.
 """
@@ -358,7 +358,7 @@ def mean_square_contraction(clients: LeastSquaresClients, etas_round, batch_size
     Two copies of the round run with the *same* minibatches and clients from starts
     ``u`` and ``v`` differ by ``M (u - v)``, ``M = sum_k a_k prod_j M_{k,j}``. For ``x``
     independent of the round's draws, ``E||M x||^2 <= rho~^2 E||x||^2``. Full batch with
-    full participation gives ``rho~ = ||P||_2``. docs/theory.md §12.4.
+    full participation gives ``rho~ = ||P||_2``. docs/theory.md §12.3.
     """
     N = clients.num_clients
     _participation(participation, K, N)
@@ -403,7 +403,7 @@ def compression_deviation(rho: Sequence[float], e_s: Sequence[float], e_c: Seque
                           d0: float = 0.0) -> np.ndarray:
     """``D_{r+1} = rho~_r (D_r + e_s,r) + e_c,r``: RMS distance to the uncompressed run.
 
-    Our derivation (docs/theory.md §12.4): couple the compressed run with an
+    Our derivation (docs/theory.md §12.3): couple the compressed run with an
     uncompressed one on the same draws; the difference obeys
     ``Delta_{r+1} = M_r (Delta_r + e^s_r) + e^c_r`` and Minkowski's inequality in L2 gives
     the recursion, with ``rho~`` from :func:`mean_square_contraction` and ``e`` the RMS
