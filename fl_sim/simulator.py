@@ -152,7 +152,8 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
                            train_y=data.train_y, client_offsets=data.client_offsets.cpu(),
                            client_sizes=data.client_sizes.cpu(), local_steps=config.local_steps,
                            batch_size=config.batch_size, weight_decay=config.weight_decay,
-                           schedule=schedule, vectorized=config.vectorized)
+                           schedule=schedule, vectorized=config.vectorized,
+                           chunk_size=config.chunk_size)
     algorithm = make_algorithm(config)
     return Simulation(config, device, data, model, trainer, algorithm, streams)
 
