@@ -85,7 +85,8 @@ class FedMUD(Algorithm):
         w = state.params
         layers = require_factorized(w, self.name, "mud")
         t0 = time.perf_counter()
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator))
+        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator,
+                                 device=ctx.generator.device))
         ref = w[f"{layers[0]}.A"]
         a = frozen_factors(seed, {p: tuple(w[f"{p}.A"].shape) for p in layers}, ref.dtype,
                            ref.device)
