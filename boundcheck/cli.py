@@ -66,14 +66,19 @@ def _parser() -> argparse.ArgumentParser:
                         "Li et al.'s is kept in the JSON either way")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
     pr = sub.add_parser("predict", help="predictions from the theory alone vs runs (ridge)")
-    pr.add_argument("what", choices=("floors",),
-                    help="floors: error floor per rank policy (docs/theory.md §12.4)")
+    pr.add_argument("what", choices=("floors", "local-steps"),
+                    help="floors: error floor per rank policy (docs/theory.md §12.4); "
+                         "local-steps: FedAvg rounds to a target against E (§12.2)")
     pr.add_argument("--policies", default="none,fixed:1,fixed:2,fixed:3,energy:0.9,energy:0.99",
                     help="comma-separated rank policies of both sides ('none': FedAvg)")
-    pr.add_argument("--local-steps", "-E", type=int, default=5)
+    pr.add_argument("--local-steps", "-E", type=int, default=5, help="floors: E")
+    pr.add_argument("--E-values", default="1,2,5,10,20", help="local-steps: the E compared")
+    pr.add_argument("--target-sq", type=float, default=4e-3,
+                    help="local-steps: target of E||w - w*||^2")
     pr.add_argument("--rounds", type=int, default=60)
-    pr.add_argument("--batch-size", type=_batch, default="full",
-                    help="minibatch size, or 'full' (default: the prediction is exact)")
+    pr.add_argument("--batch-size", type=_batch, default=None,
+                    help="minibatch size, or 'full' (default: full for floors, 5 for "
+                         "local-steps)")
     pr.add_argument("--seeds", type=int, default=3)
     pr.add_argument("--out", default="boundcheck_out", help="output folder")
     g = sub.add_parser("grid", help="the full validation grid: markdown table, JSON, plots")
@@ -123,9 +128,34 @@ def _cmd_predict(a) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .predict import predict_floors
+    from .predict import predict_floors, predict_local_steps
 
     prob = ridge_problem()
+    if a.what == "local-steps":
+        Es = [int(e) for e in a.E_values.split(",")]
+        batch = 5 if a.batch_size is None else a.batch_size
+        res = predict_local_steps(prob, Es, a.target_sq, a.rounds, list(range(a.seeds)), batch)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"predict_local_steps_b{batch}"
+        write_json(out / f"{stem}.json", res.to_dict() | {
+            "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        big = a.rounds + 1
+        ax.plot(Es, [big if r is None else r for r in res.predicted_rounds], "o-",
+                label="predicted (exact theory)")
+        ax.plot(Es, [big if r is None else r for r in res.measured_rounds], "s--",
+                label=f"measured (mean of {a.seeds} seeds)")
+        ax.set_xscale("log")
+        ax.set_xlabel("local steps E")
+        ax.set_ylabel(f"rounds to E||w - w*||^2 <= {a.target_sq:g} (top: never)")
+        ax.legend(fontsize=7)
+        fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
+        for E, p, m in zip(Es, res.predicted_rounds, res.measured_rounds, strict=True):
+            print(f"E = {E:3d}: predicted rounds {p}, measured {m}")
+        print(f"best E: predicted {res.predicted_best_E}, measured {res.measured_best_E}; "
+              f"wrote {out / (stem + '.json')} and .png")
+        return 0
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
     res = predict_floors(prob, pols, a.local_steps, a.rounds, list(range(a.seeds)),
                          a.batch_size)

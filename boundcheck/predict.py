@@ -28,7 +28,7 @@ from .check import step_sizes
 from .floors import ordering_agrees
 from .problems import Problem
 
-__all__ = ["FloorPrediction", "predict_floors"]
+__all__ = ["FloorPrediction", "LocalStepsPrediction", "predict_floors", "predict_local_steps"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,84 @@ def predict_floors(problem: Problem, policies: Sequence[str], local_steps: int =
         se.append(float(np.std(last, ddof=1) / np.sqrt(len(last))) if len(last) > 1 else 0.0)
     return FloorPrediction(list(policies), pred, meas, se, batch_size, local_steps, rounds,
                            list(seeds), batch_size is None)
+
+
+@dataclass(frozen=True)
+class LocalStepsPrediction:
+    """Rounds to reach ``E||w_r - w*||^2 <= target_sq`` against E: exact theory vs runs."""
+
+    local_steps: list[int]
+    predicted_rounds: list[int | None]  # None: not within max_rounds (or never)
+    measured_rounds: list[int | None]
+    predicted_dist_sq: list[list[float]]  # per E, rounds 0..max_rounds
+    measured_dist_sq: list[list[float]]
+    target_sq: float
+    batch_size: int | None
+    max_rounds: int
+    seeds: list[int]
+
+    @staticmethod
+    def _best(rounds: list[int | None], Es: list[int]) -> int | None:
+        ok = [(r, E) for r, E in zip(rounds, Es, strict=True) if r is not None]
+        return min(ok)[1] if ok else None
+
+    @property
+    def predicted_best_E(self) -> int | None:
+        """The E that reaches the target in the fewest rounds (smallest E on ties)."""
+        return self._best(self.predicted_rounds, self.local_steps)
+
+    @property
+    def measured_best_E(self) -> int | None:
+        return self._best(self.measured_rounds, self.local_steps)
+
+    def to_dict(self) -> dict:
+        return {"local_steps": self.local_steps, "predicted_rounds": self.predicted_rounds,
+                "measured_rounds": self.measured_rounds,
+                "predicted_best_E": self.predicted_best_E,
+                "measured_best_E": self.measured_best_E, "target_sq": self.target_sq,
+                "batch_size": self.batch_size, "max_rounds": self.max_rounds,
+                "seeds": self.seeds, "predicted_dist_sq": self.predicted_dist_sq,
+                "measured_dist_sq": self.measured_dist_sq,
+                "method": "exact E||w_r - w*||^2 of FedAvg (theory.quadratic.exact_moments) "
+                          "from the runs' own w_0; measured: mean over seeds"}
+
+
+def _first_below(values, target: float) -> int | None:
+    hit = np.nonzero(np.asarray(values) <= target)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def predict_local_steps(problem: Problem, local_steps: Sequence[int] = (1, 2, 5, 10, 20),
+                        target_sq: float = 4e-3, max_rounds: int = 60,
+                        seeds: Sequence[int] = (0, 1, 2),
+                        batch_size: int | None = 5) -> LocalStepsPrediction:
+    """Rounds of FedAvg to reach ``target_sq`` for each E: the exact theory vs the runs.
+
+    The theory starts from the runs' own ``w_0`` (the only thing taken from the runs).
+    """
+    c = problem.convex
+    if c.kind != "ridge":
+        raise ValueError(f"problem: local steps are predicted for ridge, not {c.kind}")
+    clients = LeastSquaresClients.from_convex(c)
+    pr, mr, pd, md = [], [], [], []
+    for E in local_steps:
+        cfg = problem.config(algorithm="fedavg", local_steps=E, rounds=max_rounds,
+                             batch_size=batch_size)
+        w0s, dist = [], []
+        for s in seeds:
+            first = {}
+            obs = fl_sim.Observer(on_global=lambda r, p, first=first: first.setdefault(
+                r, p["linear.weight"].detach().cpu().double().numpy().T.copy()))
+            h = fl_sim.run(cfg.replace(seed=s), data=problem.data,
+                           w_star=problem.w_star_params(), observer=obs).history
+            w0s.append(first[0])
+            dist.append([h.initial["dist_sq"]] + h.column("dist_sq"))
+        measured = np.mean(dist, axis=0)
+        exact = exact_moments(clients, step_sizes(cfg), E, np.stack(w0s), batch_size,
+                              w_star=c.w_star).dist_sq
+        pr.append(_first_below(exact, target_sq))
+        mr.append(_first_below(measured, target_sq))
+        pd.append(exact.tolist())
+        md.append(measured.tolist())
+    return LocalStepsPrediction(list(local_steps), pr, mr, pd, md, float(target_sq),
+                                batch_size, max_rounds, list(seeds))

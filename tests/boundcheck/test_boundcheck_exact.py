@@ -84,3 +84,13 @@ def test_floors_predicted_before_any_run_match_the_runs(ridge):
     res = predict_floors(ridge, ["none", "fixed:1"], local_steps=3, rounds=60, seeds=[0, 1])
     np.testing.assert_allclose(res.predicted, res.measured, rtol=1e-3)
     assert res.same_ordering and res.predicted[1] > res.predicted[0]
+
+
+def test_rounds_to_target_against_E_full_batch_is_exact(ridge):
+    from boundcheck.predict import predict_local_steps
+
+    res = predict_local_steps(ridge, [1, 3], target_sq=0.05, max_rounds=25, seeds=[0, 1],
+                              batch_size=None)
+    np.testing.assert_allclose(res.predicted_dist_sq, res.measured_dist_sq, rtol=1e-10)
+    assert res.predicted_rounds == res.measured_rounds
+    assert res.predicted_best_E == res.measured_best_E
