@@ -91,7 +91,7 @@ def test_supernode_killed_mid_round_does_not_hang(tmp_path):
 
     started = []
     t0 = time.monotonic()
-    options = FlowerOptions(round_timeout=60, min_replies=1, connect_timeout=120)
+    options = FlowerOptions(round_timeout=30, min_replies=1, connect_timeout=120)
     try:
         history, ledger = deploy(cfg, options, supernodes=2, startup_timeout=60,
                                  on_progress=kill_when_training, deployment=started)
