@@ -593,9 +593,11 @@ for E in (1, 2, 5, 10, 20, 40):
           f"{rm.rounds_to_target(w0, problem.convex.w_star, target)}")
 
 # %% [markdown]
-# **Not built yet** (issue 10): `predict local-steps` against minibatch runs on ridge and on
-# FedProx synthetic (logistic, where only the linearisation at $w^\star$ would be exact
-# asymptotically), and `predict budget` (the best policy under a byte budget from the exact
+# Against minibatch runs, `python -m boundcheck predict local-steps` finds the same best E as
+# the runs on ridge (`docs/theory.md` §12.4).
+#
+# **Not built yet** (issue 10): the same on FedProx synthetic (logistic, where only the
+# linearisation at $w^\star$ would be exact asymptotically), and `predict budget` (the best policy under a byte budget from the exact
 # map and `theory.costs`). Until then the budget choice of section 7 (from Li et al.'s bound)
 # still disagrees with the runs.
 
