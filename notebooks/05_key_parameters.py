@@ -598,8 +598,8 @@ for E in (1, 2, 5, 10, 20, 40):
 #
 # **Not built yet** (issue 10): the same on FedProx synthetic (logistic, where only the
 # linearisation at $w^\star$ would be exact asymptotically), and `predict budget` (the best
-# policy under a byte budget from the exact map and `theory.costs`). Until then the budget choice of section 7 (from Li et al.'s bound)
-# still disagrees with the runs.
+# policy under a byte budget from the exact map and `theory.costs`). Until then the budget
+# choice of section 7 (from Li et al.'s bound) still disagrees with the runs.
 
 # %% [markdown]
 # ## Summary
