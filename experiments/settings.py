@@ -21,9 +21,8 @@ MLP_BASE = SimConfig(
     policy_overrides={"*out*": None},  # the 10-class classifier stays dense
     dataset_kwargs=_PARTITION_KW, seed=0,
 )
-# the CNN's classifier is fc2 (fl_sim.models.CNN): keep it dense
-CNN_BASE = MLP_BASE.replace(dataset="digits_images", model="cnn", lr=0.1,
-                            policy_overrides={"fc2.*": None})
+# the CNN's classifier is out (fl_sim.models.CNN), kept dense by MLP_BASE's override
+CNN_BASE = MLP_BASE.replace(dataset="digits_images", model="cnn", lr=0.1)
 
 
 @dataclass(frozen=True)

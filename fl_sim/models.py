@@ -230,7 +230,7 @@ class CNN(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, 32, kernel_size=3, padding=1, device="meta")
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1, device="meta")
         self.fc1 = nn.Linear(64 * (h // 2) * (w // 2), 128, device="meta")
-        self.fc2 = nn.Linear(128, num_classes, device="meta")
+        self.out = nn.Linear(128, num_classes, device="meta")  # the classifier, as MLP's net.out
         _materialize(self, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,7 +239,7 @@ class CNN(nn.Module):
         x = F.relu(self.conv2(x))
         x = F.max_pool2d(x, 2)
         x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
+        return self.out(x)
 
 
 class CNN1D(nn.Module):

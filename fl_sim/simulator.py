@@ -161,8 +161,8 @@ def setup(config: SimConfig, data: FederatedData | None = None) -> Simulation:
 def _check_override_patterns(config: SimConfig, model: nn.Module) -> None:
     """Every ``policy_overrides`` pattern the user gave must match a parameter of the model.
 
-    The field's default (``{"*out*": None}``, the classifier of the MLP and the CNN1D)
-    is exempt: it was not written for this model (docs/reliability.md).
+    The field's default (``{"*out*": None}``, the classifier of the MLP, CNN and CNN1D)
+    is exempt: on the one-layer models it matches nothing (docs/reliability.md).
     """
     field = next(f for f in dataclasses.fields(config) if f.name == "policy_overrides")
     if config.policy_overrides == field.default_factory():

@@ -37,8 +37,6 @@ CASES = [
 @pytest.mark.parametrize("base", [MLP, CNN], ids=["mlp", "cnn"])
 @pytest.mark.parametrize(("algorithm", "down", "up", "overrides", "rate"), CASES)
 def test_theory_costs_predicts_the_simulators_bytes(base, algorithm, down, up, overrides, rate):
-    if base is CNN:  # the CNN's classifier is fc2 (conv1, conv2, fc1, fc2)
-        overrides = {k.replace("*out*", "fc2.*"): v for k, v in overrides.items()}
     cfg = base.replace(algorithm=algorithm, policy_down=down, policy_up=up,
                        policy_overrides=overrides, min_compression_rate=rate)
     data = data_from_config(cfg)

@@ -33,16 +33,19 @@ def test_6_override_pattern_matching_nothing_is_an_error_listing_the_names():
         fl_sim.simulator.setup(cfg)
     cnn = SimConfig(model="cnn", dataset="digits_images", num_clients=3, rounds=1,
                     device="cpu", policy_overrides={"*out*": None, "fc2.*": None})
-    with pytest.raises(ValueError, match=r"'\*out\*' matches no parameter .*fc2\.weight"):
+    with pytest.raises(ValueError, match=r"'fc2\.\*' matches no parameter .*out\.weight"):
         fl_sim.simulator.setup(cnn)
     # a malformed value is refused when the config is built, matched or not
     with pytest.raises(ValueError, match=r"policy_overrides\['nomatch'\]"):
         tiny(policy_overrides={"nomatch": "fixed:x"})
-    # the CNN's classifier is fc2: a pattern naming it is accepted, and sends it dense
-    sim = fl_sim.simulator.setup(cnn.replace(policy_overrides={"fc2.*": None}))
-    names = [n for n, _ in sim.model.named_parameters()]
-    assert "fc2.weight" in names
-    assert resolve_policy("fc2.weight", "fixed:3", sim.config.policy_overrides) is None
+    # README's {"*out*": None} keeps every network's classifier dense, the CNN's included
+    for model, data in (("cnn", "digits_images"), ("mlp", "digits")):
+        sim = fl_sim.simulator.setup(cnn.replace(model=model, dataset=data,
+                                                 policy_overrides={"*out*": None}))
+        names = [n for n, _ in sim.model.named_parameters()]
+        classifier = [n for n in names if n.endswith("out.weight")]
+        assert classifier == [names[-2]]  # the last layer's weight
+        assert resolve_policy(classifier[0], "fixed:3", sim.config.policy_overrides) is None
 
 
 # ------------------------------------------------------------------- 7. checkpoints
