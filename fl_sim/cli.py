@@ -28,7 +28,7 @@ from .config import SimConfig
 from .history import JOURNAL_NAME, History
 from .output_dir import check_output_dir
 
-__all__ = ["main"]
+__all__ = ["add_config_options", "config_from_args", "main"]
 
 _PATH_FIELDS = ("output_dir", "data_dir")  # taken verbatim (a folder may be named "none")
 
@@ -78,7 +78,16 @@ def _field_parser(name: str, tp: object) -> Callable[[str], object]:
     return _none_or(str, "a string", optional)
 
 
-def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+def add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """Add one ``--option`` per :class:`SimConfig` field (``fl_sim.flower`` reuses them).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The (sub)command's parser.
+    skip : sequence of str
+        Field names not to offer (e.g. ``algorithm`` for ``compare``).
+    """
     for f in dataclasses.fields(SimConfig):
         if f.name in skip:
             continue
@@ -88,7 +97,20 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: Sequence[str] = (
                             help=f"(default: {default})")
 
 
-def _config_from(args: argparse.Namespace, **overrides) -> SimConfig:
+def config_from_args(args: argparse.Namespace, **overrides) -> SimConfig:
+    """The :class:`SimConfig` of parsed options, with ``overrides`` applied (validated).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser that :func:`add_config_options` filled.
+    **overrides
+        Fields set by the command itself (``output_dir``, ``algorithm``).
+
+    Returns
+    -------
+    SimConfig
+    """
     names = {f.name for f in dataclasses.fields(SimConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values.update(overrides)
@@ -101,10 +123,10 @@ def _parser() -> argparse.ArgumentParser:
                            epilog="--debug (anywhere): print the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run one algorithm and write its history and plots")
-    _add_config_options(p_run)
+    add_config_options(p_run)
     p_cmp = sub.add_parser("compare", help="run several algorithms on one setting")
     p_cmp.add_argument("--algorithms", nargs="+", default=["fedavg", "feddlr"])
-    _add_config_options(p_cmp, skip=("algorithm",))
+    add_config_options(p_cmp, skip=("algorithm",))
     for p in (p_run, p_cmp):
         p.add_argument("--resume-from", default=None, metavar="PATH",
                        help="continue from a checkpoint file or an output folder holding "
@@ -134,10 +156,10 @@ def _main(argv: list[str]) -> int:
         return 0
     out = Path(args.output_dir or "runs/latest")
     if args.command == "run":
-        configs = {args.algorithm: _config_from(args, output_dir=str(out))}
+        configs = {args.algorithm: config_from_args(args, output_dir=str(out))}
         name = args.algorithm
     else:
-        configs = {a: _config_from(args, algorithm=a, output_dir=str(out / a))
+        configs = {a: config_from_args(args, algorithm=a, output_dir=str(out / a))
                    for a in args.algorithms}
         name = "compare"
     check_output_dir(out, "--output-dir")  # every config is valid and out is writable:

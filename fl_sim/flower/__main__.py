@@ -23,7 +23,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..cli import _add_config_options  # the same options as `python -m fl_sim run`
+    from ..cli import add_config_options  # the same options as `python -m fl_sim run`
     from ..cli_errors import OneLineParser
     from .run_config import FlowerOptions
 
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--min-replies", type=int, default=defaults.min_replies,
                        help=f"fewest replies a round may aggregate "
                             f"(default: {defaults.min_replies})")
-        _add_config_options(p)
+        add_config_options(p)
     return parser
 
 
@@ -68,14 +68,14 @@ def _main(argv: list[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # the CLI writes PNG files; it never opens a window
-    from ..cli import _config_from
+    from ..cli import config_from_args
     from ..output_dir import check_output_dir
     from ..report import summary_table, write_outputs
     from .ledger import ledger_table
     from .run_config import FlowerOptions
 
     out = Path(args.output_dir or "runs/latest").resolve()
-    cfg = _config_from(args, output_dir=str(out))
+    cfg = config_from_args(args, output_dir=str(out))
     options = FlowerOptions(round_timeout=args.round_timeout, min_replies=args.min_replies,
                             connect_timeout=args.connect_timeout)
     check_output_dir(out, "--output-dir")  # only now does work start
