@@ -96,12 +96,14 @@ class FedDLREF(Algorithm):
     overrides: dict[str, RankPolicy | str | None] | None = None
     name: str = "feddlr_ef"
 
-    def _compress(self, params: Params, policy: RankPolicy | None, ctx: RoundContext,
-                  batched: bool) -> CompressedState:
+    def compress(self, params: Params, policy: RankPolicy | None,
+                 generator: torch.Generator | None, *, batched: bool = False
+                 ) -> CompressedState:
+        """One side's compression (the signature of ``ModelCompression.compress``)."""
         return compress_state(params, policy, method=self.method,
                               min_compression_rate=self.min_compression_rate,
                               overrides=self.overrides, batched=batched,
-                              max_rank=self.max_rank, generator=ctx.generator)
+                              max_rank=self.max_rank, generator=generator)
 
     def init(self, params: Params, num_clients: int) -> ServerState:
         state = super().init(params, num_clients)
@@ -118,7 +120,7 @@ class FedDLREF(Algorithm):
         w = state.params
         h = {n: t[0] for n, t in state.memory["replica"].items()}
         t0 = time.perf_counter()
-        sent = self._compress({n: w[n] - h[n] for n in w}, self.down, ctx, batched=False)
+        sent = self.compress({n: w[n] - h[n] for n in w}, self.down, ctx.generator)
         step = sent.decompress()
         h = {n: h[n] + step[n] for n in h}
         err_server = math.sqrt(sum(float((h[n] - w[n]).double().square().sum()) for n in h))
@@ -133,8 +135,8 @@ class FedDLREF(Algorithm):
         idx = clients.to(next(iter(w.values())).device)
         g_old = {n: g[idx] for n, g in state.memory["g"].items()}
         delta = {n: local[n] - h[n] for n in h}
-        sent_up = self._compress({n: delta[n] - g_old[n] for n in h}, self.up, ctx,
-                                 batched=True)
+        sent_up = self.compress({n: delta[n] - g_old[n] for n in h}, self.up, ctx.generator,
+                                batched=True)
         msg = sent_up.decompress()
         g_new = {n: g_old[n] + msg[n] for n in h}
         new_w = weighted_sum({n: h[n] + g_new[n] for n in h}, weights)

@@ -117,14 +117,18 @@ class ModelCompression(Algorithm):
     subspace_iters: int = 1
     chunk_size: int | None = None
 
-    def _compress(self, params: Params, policy: RankPolicy, ctx: RoundContext, batched: bool,
-                  warm_starts: dict[str, torch.Tensor] | None = None):
+    def compress(self, params: Params, policy: RankPolicy, generator: torch.Generator | None,
+                 *, batched: bool = False, warm_starts: dict[str, torch.Tensor] | None = None):
+        """This algorithm's compression of a model (or a stack of them): one side of a round.
+
+        The simulator's rounds and ``fl_sim.flower``'s clients and server all call it.
+        """
         fast = {"power_iters": self.subspace_iters, "warm_starts": warm_starts} \
             if self.method == "subspace" else {}
         return compress_state(params, policy, method=self.method,
                               min_compression_rate=self.min_compression_rate,
                               overrides=self.overrides,
-                              batched=batched, max_rank=self.max_rank, generator=ctx.generator,
+                              batched=batched, max_rank=self.max_rank, generator=generator,
                               **fast)
 
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
@@ -137,7 +141,7 @@ class ModelCompression(Algorithm):
             start, down_bytes, ranks_down, err_server = state.params, state_nbytes(
                 state.params), {}, 0.0
         else:
-            sent = self._compress(state.params, self.down, ctx, batched=False)
+            sent = self.compress(state.params, self.down, ctx.generator)
             start, down_bytes = sent.decompress(), sent.nbytes
             ranks_down, err_server = _ranks(sent), math.sqrt(sent.sq_error)
             if self.method == "subspace":
@@ -177,7 +181,7 @@ class ModelCompression(Algorithm):
         ranks_up: dict[str, list[int]] = {}
         for part in chunks(k, self.chunk_size):
             own = {n: p[part] for n, p in local.items()}
-            sent = self._compress(own, self.up, ctx, batched=True, warm_starts=bases)
+            sent = self.compress(own, self.up, ctx.generator, batched=True, warm_starts=bases)
             up_bytes += sent.nbytes_per_item
             for n, r in _ranks(sent).items():
                 ranks_up.setdefault(n, []).extend(r)

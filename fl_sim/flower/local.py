@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowrank import compress_state, state_nbytes
+from lowrank import state_nbytes
 from lowrank.baselines import DensePayload
 
 from ..algorithms import Algorithm, ModelCompression, UpdateCompression
@@ -142,16 +142,6 @@ def train_client(sim: Simulation, start: Params, client: int, round_index: int,
     return {n: p[0] for n, p in params.items()}
 
 
-def _model_compress(alg: ModelCompression, params: Params, policy, generator: torch.Generator,
-                    warm_starts: dict[str, torch.Tensor] | None = None):
-    """``alg``'s compression of one model (the arguments of ``ModelCompression._compress``)."""
-    fast = {"power_iters": alg.subspace_iters, "warm_starts": warm_starts} \
-        if alg.method == "subspace" else {}
-    return compress_state(params, policy, method=alg.method,
-                          min_compression_rate=alg.min_compression_rate, overrides=alg.overrides,
-                          batched=False, max_rank=alg.max_rank, generator=generator, **fast)
-
-
 def _ranks(compressed) -> dict[str, int]:
     return {n: int(r) for n, r in compressed.ranks.items()}
 
@@ -176,7 +166,7 @@ def server_send(sim: Simulation, params: Params) -> ServerSend:
     alg = check_supported(sim.algorithm)
     t0 = time.perf_counter()
     if isinstance(alg, ModelCompression) and alg.down is not None:
-        sent = _model_compress(alg, params, alg.down, sim.streams.compression)
+        sent = alg.compress(params, alg.down, sim.streams.compression)
         payloads = sent.unbind()[0].entries
         start, nbytes = sent.decompress(), sent.nbytes
         ranks, err = _ranks(sent), math.sqrt(sent.sq_error)
@@ -222,7 +212,7 @@ def client_update(sim: Simulation, start: Params, local: Params, client: int, ro
     if isinstance(alg, ModelCompression):
         if alg.up is None:
             return {n: DensePayload(p) for n, p in local.items()}
-        return _model_compress(alg, local, alg.up, gen, bases).unbind()[0].entries
+        return alg.compress(local, alg.up, gen, warm_starts=bases).unbind()[0].entries
     for slot in alg.memory_slots:
         memory.setdefault(slot, {})
     compressor = alg.make_compressor(gen, memory)
