@@ -77,7 +77,7 @@ class SimConfig:
     qsgd_levels: int = 16  # qsgd levels
     rank_floor: float = 0.0  # FedDLR family, FedDLR-EF: keep >= ceil(floor min(m, n)) ranks
     rank_growth: int = 0  # FedDLR family, FedDLR-EF: add this many ranks to the policy's
-    #   choice (fl_sim/algorithms/rank_floor.py; both 0 = the policy as it is)
+    #   choice (lowrank.policies.FloorGrowth; both 0 = the policy as it is)
     # execution
     seed: int = 0
     vectorized: bool = True  # vmap over clients; False = one client at a time

@@ -26,7 +26,9 @@ __all__ = [
     "RankRatio",
     "EnergyThreshold",
     "ErrorBudget",
+    "FloorGrowth",
     "parse_policy",
+    "with_floor_growth",
 ]
 
 
@@ -200,10 +202,71 @@ class ErrorBudget(RankPolicy):
         return _energy_rank(singular_values, target)
 
 
+@dataclass(frozen=True)
+class FloorGrowth(RankPolicy):
+    """``inner`` plus ``growth`` ranks, never below ``floor * min(m, n)``: a rank that can rise.
+
+    ``r = clamp(inner(s) + growth, ceil(floor * min(m, n)), k)``, ``k`` the number of
+    singular values available (at least 1 kept). With ``floor = 0`` and ``growth = 0``
+    it is ``inner``. Our own design (not from the FedDLR paper): on both links of
+    FedDLR an energy threshold ``< 1`` ratchets the rank down round after round (the
+    downlink truncates an average of truncated uploads, so the next spectrum's tail is
+    only a few local steps old); ``growth`` lets the directions those steps opened into
+    the next message, and ``floor`` stops the fall. Its a-priori relative error is
+    ``theory.approximation.floor_growth_relative_error_bound``. Parsed from
+    ``"floor:F:grow:G:INNER"``, e.g. ``"floor:0.05:grow:2:energy:0.8"``.
+
+    Parameters
+    ----------
+    inner : RankPolicy
+        The policy whose rank is adjusted (e.g. ``EnergyThreshold(0.9)``).
+    floor : float
+        Fraction of ``min(m, n)`` always kept, in ``[0, 1]``.
+    growth : int
+        Ranks added to the inner choice, ``>= 0``.
+    """
+
+    inner: RankPolicy
+    floor: float = 0.0
+    growth: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inner, RankPolicy):
+            raise TypeError(f"inner: expected a RankPolicy, got {self.inner!r}")
+        f = float(self.floor)
+        if math.isnan(f) or not (0.0 <= f <= 1.0):
+            raise ValueError(f"rank_floor: must lie in [0, 1], got {self.floor}")
+        if isinstance(self.growth, bool) or not isinstance(self.growth, numbers.Integral) \
+                or self.growth < 0:
+            raise ValueError(f"rank_growth: must be an int >= 0, got {self.growth!r}")
+
+    def floor_rank(self, m: int, n: int) -> int:
+        """``max(1, ceil(floor * min(m, n)))``: the fewest ranks ever kept (before clipping)."""
+        return max(1, math.ceil(self.floor * min(m, n) - 1e-12))
+
+    def requested_rank(self, m: int, n: int) -> int | None:
+        r = self.inner.requested_rank(m, n)
+        return None if r is None else max(r + self.growth, self.floor_rank(m, n))
+
+    def select(self, singular_values, m, n, total_energy=None):
+        k = singular_values.shape[-1]
+        r = self.inner.select(singular_values, m, n, total_energy) + self.growth
+        return r.clamp(min=min(self.floor_rank(m, n), k), max=k).to(torch.int64)
+
+
+def with_floor_growth(policy: RankPolicy, floor: float, growth: int) -> RankPolicy:
+    """``policy`` itself when both knobs are off, else :class:`FloorGrowth` around it."""
+    if floor == 0 and growth == 0:
+        return policy
+    return FloorGrowth(policy, floor, growth)
+
+
 def parse_policy(spec: str | RankPolicy) -> RankPolicy:
     """Build a policy from a short string, as used on the command line.
 
-    ``"fixed:8"``, ``"ratio:0.25"``, ``"energy:0.99"``, ``"error:0.1"``.
+    ``"fixed:8"``, ``"ratio:0.25"``, ``"energy:0.99"``, ``"error:0.1"``, and
+    ``"floor:F:grow:G:INNER"`` (:class:`FloorGrowth` around the policy ``INNER``, e.g.
+    ``"floor:0.05:grow:2:energy:0.8"``).
 
     Parameters
     ----------
@@ -212,13 +275,23 @@ def parse_policy(spec: str | RankPolicy) -> RankPolicy:
     """
     if isinstance(spec, RankPolicy):
         return spec
+    if str(spec).startswith("floor:"):
+        parts = str(spec).split(":", 4)
+        if len(parts) != 5 or parts[2] != "grow":
+            raise ValueError(f"policy: cannot parse {spec!r}; expected 'floor:F:grow:G:INNER', "
+                             "e.g. 'floor:0.05:grow:2:energy:0.8'")
+        try:
+            floor, growth = float(parts[1]), int(parts[3])
+        except ValueError as exc:
+            raise ValueError(f"policy: bad floor or growth in {spec!r}") from exc
+        return FloorGrowth(parse_policy(parts[4]), floor, growth)
     kinds = {"fixed": (FixedRank, int), "ratio": (RankRatio, float),
              "energy": (EnergyThreshold, float), "error": (ErrorBudget, float)}
     kind, _, value = str(spec).partition(":")
     if kind not in kinds or not value:
         raise ValueError(
             f"policy: cannot parse {spec!r}; expected one of "
-            "'fixed:R', 'ratio:RHO', 'energy:TAU', 'error:EPS'"
+            "'fixed:R', 'ratio:RHO', 'energy:TAU', 'error:EPS', 'floor:F:grow:G:INNER'"
         )
     cls, cast = kinds[kind]
     try:

@@ -19,12 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lowrank.policies import EnergyThreshold, ErrorBudget, FixedRank, RankPolicy, RankRatio
+from lowrank.policies import (
+    EnergyThreshold,
+    ErrorBudget,
+    FixedRank,
+    FloorGrowth,
+    RankPolicy,
+    RankRatio,
+)
 
 __all__ = [
     "LayerErrorBound",
     "ModelErrorBound",
     "contraction_delta",
+    "floor_growth_relative_error_bound",
     "hmt_expected_error_bound",
     "model_error_bound",
     "model_relative_error_bound",
@@ -214,6 +222,53 @@ def policy_relative_error_bound(
             "relative one; use policy_error_bound(policy, m, n, sq_norm=...)"
         )
     raise TypeError(f"policy: no a-priori bound known for {type(policy).__name__}")
+
+
+def floor_growth_relative_error_bound(
+    policy: FloorGrowth, m: int, n: int, *, dtype_eps: float = FLOAT32_EPS
+) -> float:
+    """A-priori bound on ``||C(W) - W||_F^2 / ||W||_F^2`` for :class:`FloorGrowth`.
+
+    Derivation (Eckart–Young–Mirsky, as in docs/theory.md, §5): the squared error of an
+    exact truncated SVD at rank ``r`` is the tail energy ``sum_{i>r} s_i^2``, which does
+    not increase with ``r``, and is at most ``(1 - r/k) ||W||_F^2`` (``k = min(m, n)``:
+    the ``k - r`` smallest of ``k`` squares hold at most that share). FloorGrowth keeps
+    ``r = clamp(r_in + g, f, k)`` with ``r_in >= 1`` the inner policy's rank, ``g`` the
+    growth and ``f = max(1, ceil(floor k))``, so ``r >= r_in`` (its error is at most the
+    inner policy's bound) and ``r >= r_min = min(k, max(f, r_0 + g))``, ``r_0`` the inner
+    rank known in advance (fixed/ratio) or 1. Hence
+
+    ``q^2 <= min(inner bound, 1 - r_min / k)``,
+
+    the inner bound from :func:`policy_relative_error_bound` (nested FloorGrowth
+    recursively; for :class:`ErrorBudget`, absolute, only the second term).
+
+    Parameters
+    ----------
+    policy : FloorGrowth
+        The policy (``lowrank.policies.FloorGrowth``).
+    m, n : int
+        Matrix shape.
+    dtype_eps : float
+        See :func:`policy_relative_error_bound`.
+
+    Returns
+    -------
+    float
+        Bound in ``[0, 1)``.
+    """
+    if not isinstance(policy, FloorGrowth):
+        raise TypeError(f"policy: expected a FloorGrowth, got {type(policy).__name__}")
+    k = _check_shape(m, n)
+    inner = policy.inner
+    r0 = inner.requested_rank(m, n) or 1
+    r_min = min(k, max(policy.floor_rank(m, n), r0 + policy.growth))
+    own = 1.0 - r_min / k
+    if isinstance(inner, FloorGrowth):
+        return min(own, floor_growth_relative_error_bound(inner, m, n, dtype_eps=dtype_eps))
+    if isinstance(inner, ErrorBudget):
+        return own
+    return min(own, policy_relative_error_bound(inner, m, n, dtype_eps=dtype_eps))
 
 
 def policy_error_bound(

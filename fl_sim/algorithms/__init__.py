@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lowrank import RankPolicy, parse_policy
+from lowrank.policies import with_floor_growth
 
 from .base import Algorithm, RoundComms, RoundContext, ServerState
 from .feddlr_ef import FedDLREF
@@ -22,7 +23,6 @@ from .fedlmt import FedLMT
 from .fedmud import FedMUD
 from .fedpara import FedPara
 from .model_compression import ModelCompression
-from .rank_floor import with_floor_growth
 from .update_compression import UpdateCompression, lowrank_update, qsgd, topk_ef
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from fl_sim import SimConfig, run
 from fl_sim.algorithms import FedDLREF, FedHM, FedLMT, FedMUD, FedPara, RoundContext, make_algorithm
 from fl_sim.algorithms.catch_up import catch_up_bytes, init_ledger
 from fl_sim.algorithms.fedmud import SEED_BYTES
-from fl_sim.algorithms.rank_floor import FloorGrowth
 from fl_sim.participation import Participation
 from lowrank import EnergyThreshold, FixedRank, RankRatio, compress_state
+from lowrank.policies import FloorGrowth
 
 F64 = torch.float64
 

@@ -166,3 +166,25 @@ def test_parse_policy_rejects_bad_specs(spec):
 def test_parse_policy_error_message_lists_forms():
     with pytest.raises(ValueError, match="fixed:R"):
         parse_policy("nope:1")
+
+
+def test_floor_growth_parsed_from_its_prefix_and_selects_documented_rank():
+    from lowrank.policies import FloorGrowth
+
+    p = parse_policy("floor:0.5:grow:2:energy:0.9")
+    assert p == FloorGrowth(EnergyThreshold(0.9), 0.5, 2)
+    assert parse_policy("floor:0:grow:1:floor:0.2:grow:0:fixed:3") == FloorGrowth(
+        FloorGrowth(FixedRank(3), 0.2, 0), 0.0, 1)
+    s = torch.tensor([10.0, 1.0, 0.1, 0.01] + [0.0] * 6)
+    assert int(EnergyThreshold(0.9).select(s, 10, 12)) == 1
+    assert int(FloorGrowth(EnergyThreshold(0.9), growth=2).select(s, 10, 12)) == 3
+    assert int(p.select(s, 10, 12)) == 5  # the floor, ceil(0.5 * 10), beats 1 + 2
+    assert int(FloorGrowth(EnergyThreshold(0.9), growth=20).select(s, 10, 12)) == 10
+    for bad in ("floor:0.1", "floor:0.1:up:2:fixed:3", "floor:x:grow:2:fixed:3",
+                "floor:0.1:grow:2:nope:3"):
+        with pytest.raises(ValueError, match="policy"):
+            parse_policy(bad)
+    with pytest.raises(ValueError, match="rank_floor"):
+        parse_policy("floor:1.5:grow:0:fixed:3")
+    with pytest.raises(ValueError, match="rank_growth"):
+        FloorGrowth(FixedRank(3), 0.1, -1)
