@@ -38,23 +38,35 @@ import torch
 from lowrank import state_nbytes
 from lowrank.baselines import DensePayload
 
-from ..algorithms import Algorithm, ModelCompression, UpdateCompression
+from ..algorithms import Algorithm, FedDLREF, FedHM, FedMUD, ModelCompression, UpdateCompression
 from ..algorithms.base import weighted_sum
 from ..config import SimConfig
 from ..params import Params
 from ..rng import RandomStreams, purpose_seed
 from ..simulator import Simulation, setup
 
-__all__ = ["ServerSend", "cached_setup", "check_supported", "client_generator", "client_update",
-           "minibatch_rows", "server_aggregate", "server_send", "train_client"]
+__all__ = ["ServerSend", "cached_setup", "check_family", "check_supported", "client_generator",
+           "client_update", "minibatch_rows", "server_aggregate", "server_send", "train_client"]
+
+
+def check_family(algorithm: Algorithm) -> Algorithm:
+    """``algorithm`` if it belongs to a family this module runs, else a one-line error."""
+    if not isinstance(algorithm, ModelCompression | UpdateCompression):
+        raise ValueError(f"algorithm: {algorithm.name!r} ({type(algorithm).__name__}) is not "
+                         f"a ModelCompression or UpdateCompression algorithm")
+    return algorithm
 
 
 def check_supported(algorithm: Algorithm) -> Algorithm:
-    """``algorithm`` if it belongs to a family this module runs, else a one-line error."""
-    if not isinstance(algorithm, ModelCompression | UpdateCompression):
+    """``algorithm`` if fl_sim.flower has a protocol for it, else a one-line error.
+
+    Every algorithm of :data:`fl_sim.algorithms.ALGORITHMS` has one
+    (fl_sim/flower/protocols.py); an algorithm class added later needs its own.
+    """
+    if not isinstance(algorithm, ModelCompression | UpdateCompression | FedDLREF | FedHM
+                      | FedMUD):
         raise ValueError(f"algorithm: {algorithm.name!r} ({type(algorithm).__name__}) has no "
-                         f"Flower strategy yet; fl_sim.flower runs ModelCompression and "
-                         f"UpdateCompression algorithms")
+                         f"Flower protocol yet (fl_sim/flower/protocols.py)")
     return algorithm
 
 
@@ -163,7 +175,7 @@ def server_send(sim: Simulation, params: Params) -> ServerSend:
 
     Uses the run's ``compression`` stream, as :meth:`ModelCompression.round` does.
     """
-    alg = check_supported(sim.algorithm)
+    alg = check_family(sim.algorithm)
     t0 = time.perf_counter()
     if isinstance(alg, ModelCompression) and alg.down is not None:
         sent = alg.compress(params, alg.down, sim.streams.compression)
@@ -207,7 +219,7 @@ def client_update(sim: Simulation, start: Params, local: Params, client: int, ro
     dict[str, payload]
         Tensor name -> :mod:`lowrank` payload.
     """
-    alg = check_supported(sim.algorithm)
+    alg = check_family(sim.algorithm)
     gen = client_generator(sim.config, client, round_index)
     if isinstance(alg, ModelCompression):
         if alg.up is None:
@@ -240,7 +252,7 @@ def server_aggregate(sim: Simulation, params: Params, received: list[Params],
     weights : torch.Tensor
         Their aggregation weights ``a_k`` (float64).
     """
-    alg = check_supported(sim.algorithm)
+    alg = check_family(sim.algorithm)
     stacked = {n: torch.stack([r[n] for r in received]) for n in params}
     step = weighted_sum(stacked, weights)
     if isinstance(alg, ModelCompression):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import flwr
@@ -84,8 +85,8 @@ def connect_nodes(grid: Grid, num_clients: int, timeout: float) -> dict[int, int
         time.sleep(0.2)
 
 
-def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: str
-               ) -> tuple[History, FlowerLedger]:
+def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: str,
+               tag: str = "") -> tuple[History, FlowerLedger]:
     """Run ``config`` on the nodes of ``grid``; write and return its history and ledger.
 
     Parameters
@@ -98,6 +99,8 @@ def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: st
         Round timeout, minimum replies.
     engine : str
         ``"simulation"`` or ``"deployment"``, recorded in the ledger.
+    tag : str
+        The run's name in its messages when one Flower run carries several.
     """
     history_path, ledger_path = output_paths(config)
     ledger = FlowerLedger(engine=engine, flwr_version=flwr.__version__)
@@ -106,7 +109,7 @@ def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: st
         check_supported(sim.algorithm)
         node_of = connect_nodes(grid, sim.data.num_clients, options.connect_timeout)
         ledger.nodes = {str(k): n for k, n in sorted(node_of.items())}
-        strategy = FlSimStrategy(sim, options, node_of, ledger)
+        strategy = FlSimStrategy(sim, options, node_of, ledger, tag)
         initial = ArrayRecord({n: Array(p.detach().cpu().numpy()) for n, p in
                                sim.initial_params().items()})
         strategy.start(grid, initial, num_rounds=config.rounds, timeout=options.round_timeout,
@@ -120,18 +123,27 @@ def run_server(grid: Grid, config: SimConfig, options: FlowerOptions, engine: st
     return strategy.history, ledger
 
 
-def make_server_app(config: SimConfig | None = None, options: FlowerOptions | None = None,
+def make_server_app(config: SimConfig | Mapping[str, SimConfig] | None = None,
+                    options: FlowerOptions | None = None,
                     engine: str = "simulation") -> ServerApp:
-    """A ServerApp for ``config``, or for each run's run config when ``None``."""
+    """A ServerApp for ``config``, or for each run's run config when ``None``.
+
+    A mapping ``run tag -> SimConfig`` runs each config in turn on the same nodes
+    (with :func:`fl_sim.flower.client_app.make_client_app` of the same mapping); a run
+    that fails stops the later ones.
+    """
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         if config is None:
             cfg, opts = from_run_config(context.run_config)
+            run_server(grid, cfg, opts, engine)
+        elif isinstance(config, SimConfig):
+            run_server(grid, config, options or FlowerOptions(), engine)
         else:
-            cfg, opts = config, options or FlowerOptions()
-        run_server(grid, cfg, opts, engine)
+            for tag, cfg in config.items():
+                run_server(grid, cfg, options or FlowerOptions(), engine, tag)
 
     return server_app
 

@@ -2,7 +2,13 @@
 
 One virtual SuperNode per fl_sim client (node config ``partition-id = k``); the
 ServerApp and ClientApp are bound to the config (:func:`make_server_app`,
-:func:`make_client_app`), since ``flwr.simulation.run_simulation`` takes no run config.
+:func:`make_client_app`), since ``flwr.simulation.run_simulation`` takes no run config;
+:func:`simulate_many` runs several configs in one start of the engine.
+
+``run_simulation`` is deprecated since Flower 1.42 in favour of ``flwr run``, which
+loads the apps by module path into processes of a SuperLink in simulation mode (and,
+for the default ``local`` connection, starts one detached on fixed ports); it is kept
+here because it is the one call that runs in-process app objects (docs/flower.md).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 
 from ..algorithms import make_algorithm
 from ..config import SimConfig
@@ -21,7 +28,7 @@ from .local import check_supported
 from .run_config import FlowerOptions
 from .server_app import make_server_app, output_paths
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "simulate_many"]
 
 logger = logging.getLogger("flwr")
 
@@ -75,29 +82,62 @@ def simulate(config: SimConfig, options: FlowerOptions | None = None, *,
         Also written to ``output_dir``; a run that stopped early raises
         ``RuntimeError`` with the ledger's one-line error.
     """
+    return simulate_many([config], options, num_cpus_per_client=num_cpus_per_client,
+                         verbose=verbose)[0]
+
+
+def simulate_many(configs: Sequence[SimConfig], options: FlowerOptions | None = None, *,
+                  num_cpus_per_client: float = 1.0, verbose: bool = False
+                  ) -> list[tuple[History, FlowerLedger]]:
+    """Run several configs, one after the other, in one start of the simulation engine.
+
+    Ray and its actors start once (tens of seconds on a small machine) for all runs;
+    each run is :func:`simulate`'s, on as many virtual SuperNodes as the largest run has
+    clients. Each config needs its own output files (``output_dir``, ``algorithm``).
+
+    Returns
+    -------
+    list of (History, FlowerLedger)
+        One per config, in order; the first run that stopped early raises
+        ``RuntimeError`` with its ledger's one-line error.
+    """
+    # Flower >= 1.42 marks run_simulation deprecated in favour of `flwr run`, which loads
+    # its apps by module path in other processes; run_simulation is the one call that
+    # takes in-process ServerApp/ClientApp objects (bound configs, several runs, notebooks).
+    # tests/flower/test_flower_engines.py pins the signature used here.
     from flwr.simulation import run_simulation
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    check_supported(make_algorithm(config))  # before any process starts
-    history_path, ledger_path = output_paths(config)
-    for path in (history_path, ledger_path):
+    paths = []
+    for config in configs:
+        check_supported(make_algorithm(config))  # before any process starts
+        paths.append(output_paths(config))
+    if len(set(paths)) != len(paths):
+        raise ValueError("output_dir: two runs would write the same files; give each run "
+                         "its own output_dir or algorithm")
+    for path in (p for pair in paths for p in pair):
         path.unlink(missing_ok=True)
-    num_nodes = data_from_config(config).num_clients
+    num_nodes = max(data_from_config(config).num_clients for config in configs)
+    tagged = {str(i): config for i, config in enumerate(configs)}
     import ray
 
     try:
         _start_ray()
-        run_simulation(server_app=make_server_app(config, options, engine="simulation"),
-                       client_app=make_client_app(config), num_supernodes=num_nodes,
+        run_simulation(server_app=make_server_app(tagged, options, engine="simulation"),
+                       client_app=make_client_app(tagged), num_supernodes=num_nodes,
                        backend_config={"client_resources": {"num_cpus": num_cpus_per_client,
                                                             "num_gpus": 0.0}},
                        verbose_logging=verbose)
     finally:
         if ray.is_initialized():  # Flower shuts Ray down unless the run failed early
             ray.shutdown()
-    if not ledger_path.exists():
-        raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see the log above)")
-    ledger = FlowerLedger.load_json(ledger_path)
-    if ledger.error is not None:
-        raise RuntimeError(ledger.error)
-    return History.load_json(history_path), ledger
+    out = []
+    for history_path, ledger_path in paths:
+        if not ledger_path.exists():
+            raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see the log "
+                               f"above)")
+        ledger = FlowerLedger.load_json(ledger_path)
+        if ledger.error is not None:
+            raise RuntimeError(ledger.error)
+        out.append((History.load_json(history_path), ledger))
+    return out

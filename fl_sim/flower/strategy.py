@@ -3,10 +3,10 @@
 :class:`FlSimStrategy` subclasses ``flwr.serverapp.strategy.Strategy`` and drives
 Flower's own round loop (``Strategy.start``: configure, send and receive with a
 timeout, aggregate, evaluate). Each round it draws the participants from fl_sim's
-``sampling`` stream, sends each one the downlink payload of
-:func:`fl_sim.flower.local.server_send` (factors for FedDLR, the dense model
-otherwise), decodes the replies and aggregates them with
-:func:`fl_sim.flower.local.server_aggregate`. Evaluation is centralized, on the same
+``sampling`` stream, sends each one the downlink of the algorithm's
+:class:`~fl_sim.flower.protocols.Protocol` (factors for FedDLR, the catch-up
+messages or the replica for FedDLR-EF, ...), decodes the replies and aggregates
+them with the protocol. Evaluation is centralized, on the same
 train and test sets as fl_sim, and produces fl_sim's :class:`~fl_sim.history.RoundRecord`.
 
 Failures: a participant with no reply within the round timeout, an error reply or no
@@ -37,9 +37,7 @@ from flwr.app import (
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from lowrank.state import resolve_policy
-
-from ..algorithms import ModelCompression, ServerState
+from ..algorithms import ServerState
 from ..evaluation import evaluate
 from ..history import History, RoundRecord
 from ..params import Params
@@ -47,7 +45,8 @@ from ..participation import Participation, sample_participants
 from ..simulator import Simulation
 from .codec import decode, encode, message_nbytes
 from .ledger import Failure, FlowerLedger, FlowerRound
-from .local import ServerSend, check_supported, server_aggregate, server_send
+from .local import check_supported
+from .protocols import Downlink, Send, protocol_for
 from .run_config import FlowerOptions
 
 __all__ = ["FlSimStrategy", "centralized_metrics"]
@@ -71,7 +70,7 @@ class _Sent:
 
     t0: float
     participation: Participation
-    send: ServerSend
+    send: Send
     failed: list[Failure]
 
 
@@ -82,13 +81,34 @@ class _Done:
     seconds: float
     compress_seconds: float
     flower: FlowerRound
-    ranks_down: dict[str, int]
+    ranks_down: dict
     ranks_up: dict[str, list[int]]
     err_server: float
 
 
+def _records(down: Downlink, cache: dict[int, tuple[ArrayRecord, int]]
+             ) -> dict[str, ArrayRecord]:
+    """The downlink's records as ArrayRecords (records shared between participants once)."""
+    out, total = {}, 0
+    for name, payloads in down.records.items():
+        if id(payloads) not in cache:
+            arrays, nbytes = encode(payloads)
+            cache[id(payloads)] = (ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                                   nbytes)
+        out[name], nbytes = cache[id(payloads)]
+        total += nbytes
+    if total != down.nbytes:
+        raise AssertionError(f"downlink arrays hold {total} bytes, the ledger says "
+                             f"{down.nbytes}")
+    return out
+
+
 class FlSimStrategy(Strategy):
     """fl_sim's algorithm for ``sim.config`` as a Flower strategy.
+
+    The round's work on each side is the algorithm's :class:`~fl_sim.flower.protocols.Protocol`
+    (:func:`~fl_sim.flower.protocols.protocol_for`); this class sends, collects, handles
+    failures, and records.
 
     Parameters
     ----------
@@ -101,13 +121,17 @@ class FlSimStrategy(Strategy):
         fl_sim client index -> the Flower node id that serves it.
     ledger : FlowerLedger
         Filled with one :class:`FlowerRound` per round.
+    tag : str
+        Names the run in every message (``run-tag``) when one Flower run carries several.
     """
 
     def __init__(self, sim: Simulation, options: FlowerOptions, node_of: dict[int, int],
-                 ledger: FlowerLedger) -> None:
+                 ledger: FlowerLedger, tag: str = "") -> None:
         self.sim, self.options, self.node_of, self.ledger = sim, options, node_of, ledger
-        self.algorithm = check_supported(sim.algorithm)
-        self.state: ServerState = self.algorithm.init(sim.initial_params(), sim.data.num_clients)
+        self.tag = tag
+        check_supported(sim.algorithm)
+        self.protocol = protocol_for(sim)
+        self.state: ServerState = self.protocol.init_state()
         self.history = History(config=sim.config.to_dict())
         self._p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
         self._sent: _Sent | None = None
@@ -127,23 +151,20 @@ class FlSimStrategy(Strategy):
         cfg = self.sim.config
         part = sample_participants(self._p, cfg.participation, cfg.clients_per_round,
                                    self.sim.streams.sampling)
-        send = server_send(self.sim, self.state.params)
-        payload, nbytes = encode(send.payloads)
-        if nbytes != send.nbytes:
-            raise AssertionError(f"round {server_round}: downlink arrays hold {nbytes} bytes, "
-                                 f"the ledger says {send.nbytes}")
-        record = ArrayRecord({k: Array(v) for k, v in payload.items()})
+        send = self.protocol.send(self.state, part, server_round)
         alive = set(grid.get_node_ids())
         clients = part.clients.tolist()
-        messages, failed = [], []
+        messages, failed, cache = [], [], {}
         for i, k in enumerate(clients):
             node = self.node_of.get(k)
+            down = send.downlinks[i]
+            records = _records(down, cache)
             if node is None or node not in alive:
                 failed.append(Failure(k, node, "its node is not connected"))
                 continue
-            content = RecordDict({"payload": record, "config": ConfigRecord(
+            content = RecordDict({**records, "config": ConfigRecord(
                 {"round": server_round, "client": k, "position": i,
-                 "participants": len(clients)})})
+                 "participants": len(clients), "run-tag": self.tag, **down.config})})
             messages.append((i, k, node, Message(content, dst_node_id=node,
                                                  message_type=MessageType.TRAIN)))
         self._sent = _Sent(t0, part, send, failed)
@@ -152,7 +173,7 @@ class FlSimStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        sent, cfg, alg = self._sent, self.sim.config, self.algorithm
+        sent, cfg = self._sent, self.sim.config
         by_id = {m.metadata.message_id: (i, k, node, m) for i, k, node, m in self._pending}
         failed = list(sent.failed)
         got: dict[int, Message] = {}
@@ -178,47 +199,45 @@ class FlSimStrategy(Strategy):
                                f"fewer than min_replies={self.options.min_replies}; {names}")
         t0 = time.perf_counter()
         order = sorted(got)
-        params = self.state.params
+        like = self.protocol.uplink_like(self.state)
         received, pay_up, wire_up, wire_down, clients, client_seconds = [], [], [], [], [], 0.0
-        ranks_up: dict[str, list[int]] = {}
-        up_policy = alg.up if isinstance(alg, ModelCompression) else None
         lookup = {i: (k, node, m) for i, k, node, m in self._pending}
         for i in order:
             reply = got[i]
             k, _, msg = lookup[i]
             metrics = reply.content["metrics"]
             arrays = {key: a.numpy() for key, a in reply.content["payload"].items()}
-            dec = decode(arrays, params, qsgd_levels=cfg.qsgd_levels, device=self.sim.device)
+            dec = decode(arrays, like, qsgd_levels=cfg.qsgd_levels, device=self.sim.device)
             if dec.nbytes != int(metrics["ledger-bytes"]):
                 raise RuntimeError(f"round {server_round}, client {k}: received "
                                    f"{dec.nbytes} payload bytes, the client's ledger says "
                                    f"{int(metrics['ledger-bytes'])}")
-            received.append(dec.params)
+            received.append(dec)
             pay_up.append(dec.nbytes)
             wire_up.append(message_nbytes(reply))
             wire_down.append(message_nbytes(msg))
             clients.append(k)
             client_seconds += float(metrics["compress-seconds"])
-            if up_policy is not None:
-                for n, r in dec.ranks.items():
-                    if resolve_policy(n, up_policy, alg.overrides) is not None:
-                        ranks_up.setdefault(n, []).append(r)
         weights = sent.participation.weights[order]
         if len(order) < k_planned:  # rescale the replies to the round's planned total
             weights = weights * (sent.participation.weights.sum() / weights.sum())
-        new = server_aggregate(self.sim, params, received, weights)
+        replied = Participation(sent.participation.clients[order], weights)
+        agg = self.protocol.aggregate(self.state, replied, received)
+        new = agg.state.params
         if not all(bool(torch.isfinite(v).all()) for v in new.values()):
             raise FloatingPointError(f"non-finite global model after round {server_round}")
-        self.state = ServerState(params=new, round=server_round, memory=self.state.memory)
+        self.state = agg.state
+        if failed:
+            self.state = self.protocol.failed(self.state, [f.client for f in failed])
         now = time.perf_counter()
         flower = FlowerRound(round=server_round, clients=clients,
-                             payload_down=[sent.send.nbytes] * len(clients),
+                             payload_down=[sent.send.downlinks[i].nbytes for i in order],
                              wire_down=wire_down, payload_up=pay_up, wire_up=wire_up,
                              failed=failed)
         self._done = _Done(seconds=now - sent.t0,
                            compress_seconds=sent.send.seconds + (now - t0) + client_seconds,
-                           flower=flower, ranks_down=sent.send.ranks_down, ranks_up=ranks_up,
-                           err_server=sent.send.err_server)
+                           flower=flower, ranks_down=agg.ranks_down, ranks_up=agg.ranks_up,
+                           err_server=agg.err_server)
         out = ArrayRecord({n: Array(p.detach().cpu().numpy()) for n, p in new.items()})
         return out, MetricRecord({"replies": len(order), "failed": len(failed)})
 

@@ -1,4 +1,5 @@
-"""fl_sim.flower without Flower: run config mapping, payload codec, and each side of a round.
+"""fl_sim.flower without Flower: run config mapping, payload codec, and each side of a round
+(every algorithm's Protocol: send, client, aggregate, catch-up and resync).
 
 These parts import no ``flwr``; replaying rounds with them must give fl_sim's run.
 """
@@ -9,16 +10,12 @@ import pytest
 import torch
 
 from fl_sim import SimConfig, run
+from fl_sim.algorithms import make_algorithm
 from fl_sim.flower.codec import decode, encode
-from fl_sim.flower.local import (
-    cached_setup,
-    client_update,
-    server_aggregate,
-    server_send,
-    train_client,
-)
+from fl_sim.flower.local import cached_setup
+from fl_sim.flower.protocols import ClientRound, protocol_for
 from fl_sim.flower.run_config import FlowerOptions, from_run_config, to_run_config
-from fl_sim.participation import sample_participants
+from fl_sim.participation import Participation, sample_participants
 from fl_sim.presets import DEMO_CONFIG
 from lowrank import QSGD, TopK, compress_state
 from lowrank.powersgd import PowerSGD
@@ -91,61 +88,128 @@ def test_decode_names_missing_tensors():
         decode(arrays, s)
 
 
-def _replay(cfg):
-    """fl_sim's rounds, one client at a time through fl_sim.flower.local and the codec."""
+FACTORIZED = {"fedhm": {"factorization": "lowrank", "rank": "ratio:0.25"},
+              "fedlmt": {"factorization": "lowrank", "rank": "ratio:0.25"},
+              "fedpara": {"factorization": "hadamard", "gamma": 0.1},
+              "fedmud": {"factorization": "mud", "rank": "ratio:0.25"}}
+
+
+def _config(algorithm, **kw):
+    return SMALL.replace(algorithm=algorithm, local_steps=5,
+                         model_kwargs=FACTORIZED.get(algorithm, SMALL.model_kwargs), **kw)
+
+
+def _messages(down):
+    """A downlink's records as the arrays a client receives (checking the byte count)."""
+    records = {name: encode(payloads)[0] for name, payloads in down.records.items()}
+    assert sum(a.nbytes for r in records.values() for a in r.values()) == down.nbytes
+    return records
+
+
+def _replay(cfg, lose=None):
+    """fl_sim's rounds, one client at a time through each algorithm's Protocol and the codec.
+
+    ``lose=(round, client)``: that client's reply is lost after it updated its memory.
+    """
     sim = cached_setup(cfg)
-    params = sim.algorithm.init(sim.initial_params(), sim.data.num_clients).params
+    server, client = protocol_for(sim), protocol_for(sim)
+    state = server.init_state()
     p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
-    memory = {k: {} for k in range(sim.data.num_clients)}
+    memory = {k: {s: {} for s in client.memory_slots} for k in range(sim.data.num_clients)}
     out = []
     for r in range(cfg.rounds):
         part = sample_participants(p, cfg.participation, cfg.clients_per_round,
                                    sim.streams.sampling)
-        arrays, down = encode(server_send(sim, params).payloads)
-        start = decode(arrays, params).params
-        received, up = [], []
+        send = server.send(state, part, r + 1)
         clients = part.clients.tolist()
+        received, up, keep = [], [], []
         for i, k in enumerate(clients):
-            local = train_client(sim, start, k, r, len(clients), i)
-            arrays, nbytes = encode(client_update(sim, start, local, k, r, memory[k]))
+            down = send.downlinks[i]
+            who = ClientRound(k, r, len(clients), i, {"round": r + 1, **down.config})
+            arrays, nbytes = encode(client.client(_messages(down), who, memory[k]))
+            if lose == (r + 1, k):
+                continue
+            keep.append(i)
             up.append(nbytes)
-            received.append(decode(arrays, params, qsgd_levels=cfg.qsgd_levels).params)
-        params = server_aggregate(sim, params, received, part.weights)
-        logits = sim.model_with(params)(sim.data.test_x)
+            received.append(decode(arrays, server.uplink_like(state),
+                                   qsgd_levels=cfg.qsgd_levels))
+        replied = Participation(part.clients[keep], part.weights[keep])
+        agg = server.aggregate(state, replied, received)
+        state = agg.state
+        if len(keep) < len(clients):
+            state = server.failed(state, [k for i, k in enumerate(clients) if i not in keep])
+        logits = sim.model_with(state.params)(sim.data.test_x)
         acc = float((logits.argmax(-1) == sim.data.test_y).double().mean())
-        out.append((down, up, acc, clients))
-    return out
+        out.append(([d.nbytes for d in send.downlinks], up, acc, clients, agg,
+                    [d.config.get("mode") for d in send.downlinks]))
+    return out, state, memory
 
 
-@pytest.mark.parametrize("algorithm, exact", [
-    ("fedavg", True), ("feddlr", True), ("topk_ef", True), ("lowrank_update", False)])
-def test_replayed_rounds_equal_fl_sim(algorithm, exact):
-    """Same bytes for every algorithm; same accuracy where clients draw no compression noise.
+@pytest.mark.parametrize("algorithm, rounds, exact", [
+    ("fedavg", 2, True), ("feddlr", 2, True), ("topk_ef", 2, True),
+    ("lowrank_update", 2, False), ("fedlmt", 2, True), ("fedpara", 2, True),
+    ("fedhm", 2, True), ("feddlr_ef", 4, True), ("fedmud", 4, True)])
+def test_replayed_rounds_equal_fl_sim(algorithm, rounds, exact):
+    """Same bytes per participant and ranks for every algorithm; same accuracy where
+    clients draw no compression noise.
 
     lowrank_update draws randomness on the clients (power-iteration starts), which fl_sim
     takes from one shared stream: there only bytes must agree. Partial participation
-    (scheme2) checks that clients replay fl_sim's minibatch stream at their position.
+    (scheme2, 2 of 3) checks that clients replay fl_sim's minibatch stream at their
+    position, and, over 4 rounds, that FedDLR-EF and FedMUD clients that sat out catch up
+    both ways (the missed messages from their memory, or the state dense), each paying
+    fl_sim's catch-up bytes.
     """
-    cfg = SMALL.replace(algorithm=algorithm, participation="scheme2", clients_per_round=2,
-                        local_steps=5)
+    cfg = _config(algorithm, participation="scheme2", clients_per_round=2, rounds=rounds)
     ref = run(cfg).history
-    for rec, (down, up, acc, clients) in zip(ref.records, _replay(cfg), strict=True):
+    replayed, _, _ = _replay(cfg)
+    modes = set()
+    for rec, (down, up, acc, clients, agg, mode) in zip(ref.records, replayed, strict=True):
         assert clients == rec.clients
-        assert [down] * len(clients) == rec.bytes_down_per_client
+        assert down == rec.bytes_down_per_client
         assert up == rec.bytes_up_per_client
+        assert agg.ranks_up == rec.ranks_up and agg.ranks_down == rec.ranks_down
         if exact:
             assert math.isclose(acc, rec.test_accuracy, abs_tol=1e-9)
+        modes.update(mode)
+    if algorithm in ("feddlr_ef", "fedmud"):  # 0: state dense, 1: missed messages
+        assert modes == {0, 1}
 
 
-def test_algorithms_without_a_strategy_are_refused_in_one_line():
-    from fl_sim.algorithms import make_algorithm
+def test_lost_reply_resyncs_the_client_dense():
+    """FedDLR-EF: client 2's round-1 reply is lost after it updated its replica and g.
+
+    The server charges it the replica dense next time and both sides restart its g, so
+    its replica equals the server's again; a client whose memory is behind the
+    messages refuses them in one line.
+    """
+    cfg = _config("feddlr_ef", participation="full", rounds=2)
+    out, state, memory = _replay(cfg, lose=(1, 2))
+    down, _, acc, clients, _, modes = out[1]
+    assert modes == [1, 1, 0]  # clients 0, 1: this round's message; client 2: dense
+    assert down[2] > down[0] and math.isfinite(acc)
+    h = {n: t[0] for n, t in state.memory["replica"].items()}
+    for n, t in memory[2]["replica"].items():
+        torch.testing.assert_close(t, h[n], rtol=0, atol=0)
+    sim = cached_setup(cfg)
+    protocol = protocol_for(sim)
+    who = ClientRound(0, 1, 3, 0, {"mode": 1, "synced": 0, "reset-g": 0})
+    with pytest.raises(ValueError, match="client 0: holds the state of round 2"):
+        protocol.client({}, who, memory[0])
+
+
+def test_every_algorithm_has_a_protocol_and_stateful_ones_refuse_repeats():
+    from fl_sim.algorithms import ALGORITHMS
     from fl_sim.flower.local import check_supported
 
-    for name in ("feddlr_ef", "fedhm", "fedmud"):
-        with pytest.raises(ValueError, match=f"algorithm: '{name}'"):
-            check_supported(make_algorithm(SMALL.replace(algorithm=name)))
-    for name in ("fedavg", "feddlr", "feddlr_down", "fedlmt", "fedpara", "qsgd"):
-        check_supported(make_algorithm(SMALL.replace(algorithm=name)))
+    for name in ALGORITHMS:
+        check_supported(make_algorithm(_config(name)))
+    sim = cached_setup(_config("feddlr_ef"))
+    protocol = protocol_for(sim)
+    state = protocol.init_state()
+    twice = Participation(torch.tensor([1, 1]), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    with pytest.raises(ValueError, match="participation: a client listed twice"):
+        protocol.send(state, twice, 1)
 
 
 def test_ledger_round_trip_envelope_and_tables(tmp_path):
