@@ -1,4 +1,4 @@
-"""``python -m experiments [--quick] [--out FOLDER] [--report FILE] [--overwrite]``.
+"""``python -m experiments [--quick] [--out FOLDER] [--report FILE] [--overwrite] [--jobs N]``.
 
 Runs write to a fresh folder ``runs/experiments/<UTC time>`` by default; the committed
 report is rebuilt only when asked explicitly
@@ -24,11 +24,10 @@ from fl_sim.json_file import read_json, to_jsonable, write_json
 from fl_sim.output_dir import check_output_dir
 from fl_sim.report import code_version
 
-from .communication import run_communication
 from .computation import run_computation
 from .engines import run_engines
-from .hyperparams import run_hyperparams
-from .parameters import convex_choices, run_parameters
+from .parallel import parts_of, run_parts
+from .parameters import convex_choices
 from .report import targets, write_figures, write_report
 from .runner import Runner
 from .settings import FULL, QUICK
@@ -80,12 +79,17 @@ def _main(argv: list[str]) -> int:
                     help="replace an existing <out>/results.json (e.g. docs/results)")
     ap.add_argument("--no-flower", action="store_true", help="skip the Flower comparison")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes for the untimed parts (settings, sweeps, grid); the "
+                         "timed parts run afterwards, alone (experiments/parallel.py)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--rebuild", action="store_true",
                     help="no runs: rebuild figures and report from <out>/results.json")
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs: expected >= 1, got {args.jobs}")
     if args.rebuild and args.out is None:
         raise ValueError("--out: --rebuild needs the folder holding results.json")
     args.out = args.out or _fresh_run_folder()
@@ -108,18 +112,21 @@ def _main(argv: list[str]) -> int:
         return _rebuild(args.out, report, grid.name)
     t0 = time.perf_counter()
     runner = Runner(verbose=not args.quiet)
+    parts = parts_of(grid)  # untimed: may run in --jobs processes
+    done = run_parts(parts, runner, jobs=args.jobs, threads=args.threads)
     results = {
-        "communication": run_communication(grid, runner),
-        "parameters": run_parameters(grid, runner),
-        "computation": run_computation(grid, runner),
+        "communication": [r for p, r in zip(parts, done, strict=True) if p.kind == "setting"],
+        "parameters": done[[p.kind for p in parts].index("parameters")],
+        "computation": run_computation(grid, runner),  # timed: alone, in this process
         "engines": run_engines(grid.bench_rounds, runner,
                                flower=grid.flower and not args.no_flower),
-        "hyperparams": run_hyperparams(grid, runner),
+        "hyperparams": done[[p.kind for p in parts].index("hyperparams")],
     }
     import numpy
 
     results["meta"] = {
         "command": command.strip(), "grid": grid.name, "seconds": time.perf_counter() - t0,
+        "jobs": args.jobs,
         "runs": runner.runs, "machine": machine, "commit": code_version(),
         "software": f"python {platform.python_version()}, torch {torch.__version__}, "
                     f"numpy {numpy.__version__}, matplotlib {matplotlib.__version__}",

@@ -49,6 +49,8 @@ def run_setting(setting: Setting, seeds, runner: Runner) -> dict:
             "seconds_per_round": st.seconds_per_round,
             "any_nan": any(not math.isfinite(r.train_loss) for h in hs for r in h.records
                            if r.train_loss is not None),
+            # the last round's downlink ranks of the first seed (a ratchet shows here)
+            "ranks_down_last": dict(hs[0].records[-1].ranks_down or {}),
         })
         curves[label] = {"round": hs[0].column("round"),
                          "accuracy": _mean_curve(hs, "test_accuracy"),

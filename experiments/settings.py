@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from fl_sim import SimConfig
 
 __all__ = ["Algo", "Setting", "Grid", "QUICK", "FULL", "MLP_BASE", "CNN_BASE", "ALGOS",
-           "CNN_ALGOS", "LOWRANK_ALGOS", "MNIST1D_BASE", "SOTA", "factorized_kwargs"]
+           "CNN_ALGOS", "EVERY_ALGO", "LOWRANK_ALGOS", "MNIST1D_BASE", "POLICY_ALGOS", "SILO_ALGOS",
+           "SILO_CHANGES", "SOTA", "factorized_kwargs"]
 
 # Dirichlet(0.1) over 100 clients of digits' 1,437 training rows leaves some clients
 # (almost) empty: accept clients of 1 sample (minibatches are drawn with replacement).
@@ -82,15 +83,27 @@ LOWRANK_ALGOS = (
     _sota("fedlmt", "fixed:8"),
     _sota("fedpara", 0.1),
     _sota("fedmud", "ratio:0.25"),
-    # the floor/growth policy against plain energy:0.8 (which ratchets down)
-    Algo("feddlr energy:0.8 +2 floor:0.05",
-         {"algorithm": "feddlr", "policy_down": "energy:0.8", "policy_up": "energy:0.8",
-          "rank_growth": 2, "rank_floor": 0.05}),
+)
+# the floor/growth policy (lowrank.policies.FloorGrowth) against plain energy:0.8, which
+# ratchets the rank down (MLP settings only: a policy, not an algorithm)
+POLICY_ALGOS = (
+    _dlr("feddlr energy:0.8", "energy:0.8"),
+    _dlr("feddlr floor:0.05:grow:2:energy:0.8", "floor:0.05:grow:2:energy:0.8"),
 )
 
 # MNIST-1D (generated offline by the mnist1d package): 100 clients, same protocol as digits
 MNIST1D_BASE = MLP_BASE.replace(dataset="mnist1d", lr=0.1,
                                 dataset_kwargs={**_PARTITION_KW, "num_samples": 10_000})
+
+# every registered algorithm once (fl_sim.algorithms.ALGORITHMS), for the MNIST-1D settings
+EVERY_ALGO = (*ALGOS[:2], ALGOS[3], *ALGOS[6:], *LOWRANK_ALGOS)  # + POLICY_ALGOS on the MLP
+
+# cross-silo: 20 clients, all of them in every round. Under partial participation a
+# difference-sending downlink (FedDLR-EF, FedMUD) must pay a stale client's catch-up
+# (fl_sim/algorithms/catch_up.py: ~N/K missed messages per participant); with every
+# client in every round nobody is stale, so its byte saving is the messages' own.
+SILO_CHANGES = {"num_clients": 20, "participation": "full", "clients_per_round": None}
+SILO_ALGOS = (ALGOS[0], ALGOS[1], ALGOS[3], *LOWRANK_ALGOS, ALGOS[8], ALGOS[9])
 
 
 @dataclass(frozen=True)
@@ -134,11 +147,14 @@ class Grid:
     lowrank_partition: str = "dirichlet-1.0"
     lowrank_models: tuple[str, ...] = ("mlp", "cnn")  # digits settings that get them
     lowrank_algos: tuple[Algo, ...] = LOWRANK_ALGOS
+    policy_algos: tuple[Algo, ...] = POLICY_ALGOS  # MLP settings that get lowrank_algos
     mnist1d_models: tuple[str, ...] = ("mlp", "cnn1d")
     mnist1d_rounds: int = 30
     mnist1d_samples: int = 10_000
-    mnist1d_algos: tuple[Algo, ...] = (ALGOS[0], ALGOS[1], ALGOS[3], *LOWRANK_ALGOS[:7],
-                                       ALGOS[9])
+    mnist1d_algos: tuple[Algo, ...] = EVERY_ALGO
+    # cross-silo settings (SILO_CHANGES): "digits" (MLP) and/or "mnist1d" (MLP)
+    silo_datasets: tuple[str, ...] = ("digits", "mnist1d")
+    silo_algos: tuple[Algo, ...] = SILO_ALGOS
     comp_policies: tuple[str, ...] = ("ratio:0.25", "ratio:0.1", "fixed:8")  # experiment 3
     hp_rounds: int = 30  # the equal-budget hyperparameter grid (experiments/hyperparams.py)
     hp_seeds: tuple[int, ...] = (0,)
@@ -161,6 +177,7 @@ class Grid:
                     cfg, title = base.replace(dirichlet_alpha=alpha), f"Dirichlet({alpha:g})"
                 extra = self.lowrank_algos if (p == self.lowrank_partition
                                                and model in self.lowrank_models) else ()
+                extra += self.policy_algos if extra and model == "mlp" else ()
                 out.append(Setting(f"{model}_{p}", f"{model.upper()}, {title}", cfg,
                                    algos + extra))
         for model in self.mnist1d_models:
@@ -168,9 +185,22 @@ class Grid:
                 model=model, rounds=self.mnist1d_rounds,
                 dataset_kwargs={**MNIST1D_BASE.dataset_kwargs,
                                 "num_samples": self.mnist1d_samples})
+            algos = self.mnist1d_algos + (self.policy_algos if model == "mlp" else ())
             out.append(Setting(f"mnist1d_{model}_dirichlet-1.0",
                                f"MNIST-1D ({self.mnist1d_samples:,} signals), "
-                               f"{model.upper()}, Dirichlet(1.0)", cfg, self.mnist1d_algos))
+                               f"{model.upper()}, Dirichlet(1.0)", cfg, algos))
+        for dataset in self.silo_datasets:
+            if dataset == "digits":
+                cfg, name = MLP_BASE.replace(rounds=self.comm_rounds), "digits"
+            else:
+                cfg = MNIST1D_BASE.replace(
+                    rounds=self.mnist1d_rounds,
+                    dataset_kwargs={**MNIST1D_BASE.dataset_kwargs,
+                                    "num_samples": self.mnist1d_samples})
+                name = f"MNIST-1D ({self.mnist1d_samples:,} signals)"
+            out.append(Setting(f"silo20_{dataset}_mlp_dirichlet-1.0",
+                               f"{name}, MLP, cross-silo: 20 clients, all in every round, "
+                               "Dirichlet(1.0)", cfg.replace(**SILO_CHANGES), self.silo_algos))
         return out
 
 
@@ -188,6 +218,7 @@ QUICK = Grid(
     lowrank_algos=tuple(LOWRANK_ALGOS[i] for i in (0, 2, 3, 5, 6)), lowrank_models=("mlp",),
     mnist1d_rounds=2, mnist1d_samples=1000,
     mnist1d_algos=(ALGOS[0], LOWRANK_ALGOS[0], LOWRANK_ALGOS[2], LOWRANK_ALGOS[6]),
+    silo_datasets=("digits",), silo_algos=(ALGOS[0], LOWRANK_ALGOS[1]), policy_algos=(),
     comp_policies=("ratio:0.25",), hp_rounds=2, hp_knobs=("ratio:0.25",), hp_gammas=(0.1,),
     hp_lrs=(0.2,),
 )
