@@ -1,12 +1,14 @@
 """fl_sim on Flower's simulation engine and on a local deployment (needs the `flower` extra).
 
-A 2-round, 3-client run of fedavg and feddlr on the simulation engine has fl_sim's
-payload bytes per round and its accuracy within 0.5 point; a local deployment with 2
+2-round, 3-client runs of fedavg, feddlr, feddlr_ef, fedhm and fedmud, all in one start
+of the simulation engine, have fl_sim's payload bytes per round and participant and its
+accuracy within 0.5 point; a local deployment with 2
 SuperNodes does too, and ends every process it started; with one SuperNode killed
 mid-round it finishes within its timeouts, naming the failed client.
 """
 
 import math
+import pathlib
 import threading
 import time
 
@@ -17,7 +19,7 @@ pytest.importorskip("flwr", reason="Flower is not installed: pip install -e '.[f
 from fl_sim import SimConfig, run  # noqa: E402
 from fl_sim.flower.deployment import alive, deploy, port_is_free  # noqa: E402
 from fl_sim.flower.run_config import FlowerOptions  # noqa: E402
-from fl_sim.flower.simulation import simulate  # noqa: E402
+from fl_sim.flower.simulation import simulate_many  # noqa: E402
 from fl_sim.history import History  # noqa: E402
 
 SMALL = SimConfig(dataset="digits", num_clients=3, rounds=2, policy_down="ratio:0.25",
@@ -41,15 +43,48 @@ def _assert_matches_fl_sim(history: History, ledger, cfg: SimConfig) -> None:
         assert wire.failed == []
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("algorithm", ["fedavg", "feddlr"])
-def test_simulation_engine_matches_fl_sim(algorithm, tmp_path):
-    cfg = SMALL.replace(algorithm=algorithm, output_dir=str(tmp_path))
-    history, ledger = simulate(cfg, FlowerOptions(round_timeout=120, connect_timeout=120))
-    assert (tmp_path / f"{algorithm}.history.json").exists()
-    assert History.load_json(tmp_path / f"{algorithm}.history.json").records == history.records
+# one start of the simulation engine for every algorithm family (Ray starts once):
+# the two model/update families, FedHM (factors both ways), and the two algorithms with
+# per-client state, under partial participation so that a client catches up from the
+# state its node keeps in Context.state
+ENGINE_RUNS = {
+    "fedavg": {}, "feddlr": {},
+    "feddlr_ef": {"participation": "scheme2", "clients_per_round": 2},
+    "fedhm": {"model_kwargs": {"factorization": "lowrank", "rank": "ratio:0.25"}},
+    "fedmud": {"model_kwargs": {"factorization": "mud", "rank": "ratio:0.25"},
+               "participation": "scheme2", "clients_per_round": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def engine_runs(tmp_path_factory):
+    configs = {a: SMALL.replace(algorithm=a, output_dir=str(tmp_path_factory.mktemp(a)), **kw)
+               for a, kw in ENGINE_RUNS.items()}
+    results = simulate_many(list(configs.values()),
+                            FlowerOptions(round_timeout=120, connect_timeout=120))
+    return {a: (configs[a], *res) for a, res in zip(configs, results, strict=True)}
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("algorithm", list(ENGINE_RUNS))
+def test_simulation_engine_matches_fl_sim(algorithm, engine_runs):
+    cfg, history, ledger = engine_runs[algorithm]
+    out = pathlib.Path(cfg.output_dir)
+    assert History.load_json(out / f"{algorithm}.history.json").records == history.records
     assert ledger.engine == "simulation" and ledger.error is None
     _assert_matches_fl_sim(history, ledger, cfg)
+
+
+def test_run_simulation_is_pinned():
+    """simulate_many runs in-process apps with run_simulation, which Flower 1.42 deprecates
+    for `flwr run` (apps loaded by module path in other processes): pin what it passes."""
+    import inspect
+
+    from flwr.simulation import run_simulation
+
+    params = inspect.signature(run_simulation).parameters
+    assert {"server_app", "client_app", "num_supernodes", "backend_config",
+            "verbose_logging"} <= set(params)
 
 
 def _check_all_ended(local) -> None:
