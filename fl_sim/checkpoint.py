@@ -24,8 +24,10 @@ from .params import Params
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "content_hash"]
 
-FORMAT = 2  # 2: with a content hash (format 1 had none and is refused)
-_KEYS = ("format", "config", "round", "params", "memory", "rng", "history", "sha256")
+FORMAT = 3  # 3: with the server's own slots (ServerState.server_memory)
+#   2: without them (loaded with an empty server_memory); 1: no content hash (refused)
+_KEYS = ("format", "config", "round", "params", "memory", "server_memory", "rng", "history",
+         "sha256")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
                "params": {n: p.detach().cpu() for n, p in ckpt.state.params.items()},
                "memory": {s: {n: t.detach().cpu() for n, t in d.items()}
                           for s, d in ckpt.state.memory.items()},
+               "server_memory": {s: {n: t.detach().cpu() for n, t in d.items()}
+                                 for s, d in ckpt.state.server_memory.items()},
                "rng": ckpt.rng, "history": ckpt.history}
     payload["sha256"] = content_hash(payload)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -133,10 +137,12 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
         raise bad(f"not a readable checkpoint, corrupt or truncated ({msg})") from exc
     if not isinstance(data, dict):
         raise bad(f"not a checkpoint (a {type(data).__name__}, not a dict)")
-    if data.get("format") != FORMAT:
-        raise bad(f"has format {data.get('format')!r}, expected {FORMAT} (checkpoints of "
-                  "format 1 carry no content hash: rerun to write a new one)")
-    missing = [k for k in _KEYS if k not in data]
+    if data.get("format") not in (2, FORMAT):
+        raise bad(f"has format {data.get('format')!r}, expected 2 or {FORMAT} (checkpoints "
+                  "of format 1 carry no content hash: rerun to write a new one)")
+    keys = _KEYS if data["format"] == FORMAT else tuple(k for k in _KEYS
+                                                         if k != "server_memory")
+    missing = [k for k in keys if k not in data]
     if missing:
         raise bad(f"incomplete: missing {missing}")
     if data["sha256"] != content_hash(data):
@@ -159,11 +165,18 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", *,
     if not isinstance(data["memory"], dict):
         raise bad("memory is not a dict")
     memory = {s: _tensor_dict(d, f"memory[{s!r}]", bad) for s, d in data["memory"].items()}
+    server_memory = data.get("server_memory", {})  # format 2 has none
+    if not isinstance(server_memory, dict):
+        raise bad("server_memory is not a dict")
+    server_memory = {s: _tensor_dict(d, f"server_memory[{s!r}]", bad)
+                     for s, d in server_memory.items()}
     if params is not None:
         _check_fits(saved, memory, params, num_clients, bad)
     state = ServerState(params={n: p.to(device) for n, p in saved.items()}, round=rnd,
                         memory={s: {n: t.to(device) for n, t in d.items()}
-                                for s, d in memory.items()})
+                                for s, d in memory.items()},
+                        server_memory={s: {n: t.to(device) for n, t in d.items()}
+                                       for s, d in server_memory.items()})
     return Checkpoint(config=config, state=state, rng=rng, history=history)
 
 

@@ -148,14 +148,25 @@ class SimConfig:
     def _check_sketch_size(self, algorithm: object, overrides: dict) -> None:
         """A sketching method needs max_rank when a used policy picks its rank from the
         spectrum: say so now, not in round 1 (and not for an algorithm that compresses
-        nothing with these policies)."""
+        nothing with these policies). Method "subspace" keeps the width of its warm start,
+        so there a used policy must fix the rank (max_rank does not apply); it starts
+        warm only after a broadcast, so only when the downlink is compressed."""
+        down, up = getattr(algorithm, "down", None), getattr(algorithm, "up", None)
+        named = [(n, p) for n, p in (("policy_down", down), ("policy_up", up)) if p is not None]
+        if named:
+            named += [(f"policy_overrides[{k!r}]", p) for k, p in overrides.items()
+                      if p is not None]
+        if self.method == "subspace":
+            for name, policy in named if down is not None else []:
+                if policy.requested_rank(2, 2) is None:
+                    raise ValueError(
+                        f"{name}: method='subspace' truncates to the rank of its warm start, "
+                        f"so it needs a policy that fixes the rank (fixed:, ratio:), not "
+                        f"{policy}; or use method='exact'")
+            return
         if self.method == "exact" or self.max_rank is not None:
             return
-        used = [p for p in (getattr(algorithm, "down", None), getattr(algorithm, "up", None))
-                if p is not None]
-        if used:
-            used += [p for p in overrides.values() if p is not None]
-        for policy in used:
+        for _, policy in named:
             if policy.requested_rank(2, 2) is None:
                 raise ValueError(
                     f"max_rank: method={self.method!r} sketches a fixed number of directions, "

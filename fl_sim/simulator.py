@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lowrank._validation import all_finite
+
 from .algorithms import Algorithm, RoundContext, ServerState, make_algorithm
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import SimConfig
@@ -211,8 +213,8 @@ def _checked_train(sim: Simulation, round_index: int, observer: Observer | None
         params, losses = sim.trainer.train(start, clients, round_index, sim.streams.batches,
                                            on_step)
         finite = torch.isfinite(losses).cpu()
-        for p in params.values():
-            finite &= torch.isfinite(p.reshape(p.shape[0], -1)).all(dim=1).cpu()
+        for p in params.values():  # one sum per client and tensor (lowrank's all_finite)
+            finite &= all_finite(p.reshape(p.shape[0], -1), dim=1).cpu()
         if not bool(finite.all()):
             bad = int(clients[~finite][0])
             raise FloatingPointError(
@@ -457,7 +459,7 @@ def _one_round(sim: Simulation, state: ServerState, r: int, p: torch.Tensor,
                        sim.data.num_clients)
     state, comms = sim.algorithm.round(state, ctx)
     seconds = time.perf_counter() - t0
-    if not all(bool(torch.isfinite(v).all()) for v in state.params.values()):
+    if not all(bool(all_finite(v)) for v in state.params.values()):
         raise FloatingPointError(f"non-finite global model after round {r + 1}")
     if observer is not None and observer.on_global is not None:
         observer.on_global(r + 1, state.params)

@@ -8,7 +8,36 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_matrix", "check_float_tensor", "check_payload_dtype"]
+__all__ = ["all_finite", "check_matrix", "check_float_tensor", "check_payload_dtype"]
+
+
+def all_finite(x: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """``torch.isfinite(x).all(dim)``, by one summation instead of a boolean pass.
+
+    A sum is finite only if every term is: NaN and +-Inf propagate through additions,
+    so where the sum is finite every entry is. Only where it is not (a non-finite entry,
+    or finite entries whose sum passes the dtype's range) are the entries checked one
+    by one. Exact either way; on a CPU the sum reads a float32 tensor about 40x faster
+    than ``isfinite(x).all()`` (docs/benchmarks.md).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Floating point.
+    dim : int or tuple of int, optional
+        Dimensions reduced (all when None).
+
+    Returns
+    -------
+    torch.Tensor
+        bool, ``x``'s shape without ``dim`` (a 0-d tensor when ``dim`` is None).
+    """
+    total = x.sum() if dim is None else x.sum(dim=dim)
+    ok = torch.isfinite(total)
+    if bool(ok.all()):
+        return ok
+    finite = torch.isfinite(x)
+    return finite.all() if dim is None else finite.all(dim=dim)
 
 
 def check_float_tensor(x: torch.Tensor, name: str) -> None:
@@ -35,7 +64,7 @@ def check_float_tensor(x: torch.Tensor, name: str) -> None:
             f"{name}: expected a floating-point tensor, got dtype {x.dtype}; "
             "cast it with .float() first"
         )
-    if x.numel() and not bool(torch.isfinite(x).all()):
+    if x.numel() and not bool(all_finite(x)):
         n_bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name}: contains {n_bad} NaN or Inf entries")
 

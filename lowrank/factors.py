@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from ._random import draw
-from ._validation import check_matrix, check_payload_dtype
+from ._validation import all_finite, check_matrix, check_payload_dtype
 from .accounting import factors_nbytes, wire_nbytes
 from .policies import RankPolicy, parse_policy
 from .svd import SVDResult, _subspace_iteration, exact_svd, power_svd, randomized_svd
@@ -164,9 +164,9 @@ def compress_matrix(
         (``power_iters`` iterations; the exact SVD when ``warm_start`` is None). It
         needs a policy that fixes the rank (``fixed:``, ``ratio:``); its factors are
         ``U = W V``, ``V`` orthonormal (not an SVD), and its ``sq_error`` is
-        ``||W||^2 - ||U||^2`` (in float64 from float32 norms; the float32 rounding of
-        ``U`` makes it differ from the directly computed error by ~1e-5 relative,
-        measured in docs/benchmarks.md).
+        ``||W||^2 - ||U||^2`` (squares of row norms summed in float64; the float32
+        rounding of ``W`` and ``U`` makes it differ from the directly computed error by
+        ~1e-5 relative, measured in docs/benchmarks.md).
     max_rank : int, optional
         Sketch size for ``randomized``/``power`` when the policy does not fix a rank.
     oversampling : int
@@ -218,7 +218,7 @@ def compress_matrix(
     dtype = payload_dtype or w.dtype
     u = (svd.U[..., :r_max] * s.unsqueeze(-2)).to(dtype)
     v = (svd.V[..., :r_max] * keep.unsqueeze(-2)).to(dtype)
-    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
+    if not (bool(all_finite(u)) and bool(all_finite(v))):
         raise ValueError(f"{name}: the factors overflow {dtype} (largest singular value "
                          f"{float(svd.S.max()):.3g}); scale the matrix down or send a float64 "
                          "payload")
@@ -226,6 +226,16 @@ def compress_matrix(
     return LowRankFactors(U=u, V=v, ranks=ranks.cpu(), sq_error=sq_error.cpu(),
                           energy=energy.cpu(), dtype=w.dtype,
                           requested_rank=policy.requested_rank(m, n))
+
+
+def _sq_norm(x: torch.Tensor) -> torch.Tensor:
+    """``||x||_F^2`` of each matrix in float64, from its rows' norms.
+
+    The norm of each row is taken in ``x``'s dtype (a short sum: ~1e-8 relative in
+    float32), the squares are summed in float64: as accurate as summing ``x.double()``
+    squared, without a float64 copy of ``x``.
+    """
+    return torch.linalg.vector_norm(x, dim=-1).double().square().sum(dim=-1)
 
 
 def _subspace_factors(
@@ -242,7 +252,7 @@ def _subspace_factors(
     if not isinstance(w, torch.Tensor) or not w.dtype.is_floating_point or w.ndim < 2:
         check_matrix(w, name)  # raises the one-line error
     m, n = w.shape[-2:]
-    energy = torch.linalg.vector_norm(w, dim=(-2, -1)).double().square()
+    energy = _sq_norm(w)
     if not bool(torch.isfinite(energy).all()):
         check_matrix(w, name)  # NaN/Inf: raises, naming the tensor
         energy = w.double().square().sum(dim=(-2, -1))  # finite but past float32's range
@@ -261,9 +271,10 @@ def _subspace_factors(
     dtype = payload_dtype or w.dtype
     u, v = u.to(dtype), v.to(dtype)
     # V orthonormal: ||W - W V V^T||^2 = ||W||^2 - ||W V||^2, exact up to the rounding of
-    # ||W||^2 (~1e-7 of it in float32); where the error is below 1e-4 of the energy (a
-    # matrix of rank ~r), or the factors were rounded to another dtype, it is measured
-    sq_error = energy - u.double().square().sum(dim=(-2, -1))
+    # the norms (~1e-8 of ||W||^2 in float32, _sq_norm) and of V's orthonormality; where
+    # the error is below 1e-4 of the energy (a matrix of rank ~r), or the factors were
+    # rounded to another dtype, it is measured
+    sq_error = energy - _sq_norm(u)
     direct = sq_error < 1e-4 * energy
     if dtype != w.dtype:
         direct = torch.ones_like(direct)

@@ -26,11 +26,20 @@ TrainFn = Callable[[Params, torch.Tensor], Params]
 
 @dataclass(frozen=True)
 class ServerState:
-    """What the server holds between rounds."""
+    """What the server holds between rounds.
+
+    Two kinds of named slots (``slot -> {tensor name -> tensor}``), both saved in
+    checkpoints (:mod:`fl_sim.checkpoint`): ``memory`` holds per-client stacks, one row
+    per client ``(N, ...)`` (error-feedback residuals, control variates); ``server_memory``
+    holds the server's own tensors of any shape (e.g. the right bases of the last
+    broadcast, the warm starts of ``method="subspace"``). An algorithm that does not
+    use a slot passes it on unchanged or drops it.
+    """
 
     params: Params  # the global model w_r (dense)
     round: int  # rounds completed
     memory: dict[str, Params] = field(default_factory=dict)  # per-client stacks (N, ...)
+    server_memory: dict[str, Params] = field(default_factory=dict)  # server-side, any shape
 
 
 @dataclass(frozen=True)

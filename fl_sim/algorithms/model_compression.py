@@ -13,10 +13,11 @@ With no policy on either side this is FedAvg.
 ``method="subspace"`` is the fast path (docs/benchmarks.md): each client's truncation
 starts from the broadcast right factors ``V`` (its local model is the broadcast
 low-rank model plus ``E`` small steps) and runs :func:`lowrank.svd.subspace_iteration`;
-the server's one matrix per layer keeps the exact SVD (a few ms; a layer with nothing
-to start from, e.g. under ``feddlr_up``, too), and the aggregate is formed from the
-factors without decompressing them. Participants are compressed ``chunk_size`` at a
-time, which bounds the memory of the upload side.
+the server's truncation starts from the bases of its previous broadcast, kept in
+``ServerState.server_memory[DOWN_BASES]`` (the first round, and a layer with nothing to
+start from, e.g. every client layer under ``feddlr_up``, use the exact SVD), and the
+aggregate is formed from the factors without decompressing them. Participants are
+compressed ``chunk_size`` at a time, which bounds the memory of the upload side.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from .base import (
     weighted_sum,
 )
 
-__all__ = ["ModelCompression"]
+__all__ = ["ModelCompression", "DOWN_BASES"]
+
+DOWN_BASES = "down_bases"  # server_memory slot: right bases V of the last broadcast
 
 
 def _aggregate_factors(sent: CompressedState, own: Params, weights: torch.Tensor
@@ -57,10 +60,11 @@ def _aggregate_factors(sent: CompressedState, own: Params, weights: torch.Tensor
     for n, e in sent.entries.items():
         if isinstance(e, MatrixEntry) and not bool(e.sent_dense.any()):
             f = e.factors
-            u = f.U * weights.to(f.U.dtype).to(f.U.device).view(-1, 1, 1)  # (K, m, R)
-            k, m, r = u.shape
-            v = f.V.permute(1, 0, 2).reshape(-1, k * r)  # (n, K R)
-            agg[n] = (u.permute(1, 0, 2).reshape(m, k * r) @ v.mT).reshape(e.shape)
+            k, m, r = f.U.shape
+            # the weights scale the copy of V that the reshape makes anyway
+            v = (f.V * weights.to(f.V.dtype).to(f.V.device).view(-1, 1, 1)).permute(1, 0, 2)
+            agg[n] = (f.U.permute(1, 0, 2).reshape(m, k * r)
+                      @ v.reshape(-1, k * r).mT).reshape(e.shape)  # (m, K R) (K R, n)
         elif isinstance(e, MatrixEntry):
             agg[n] = weighted_sum({n: e.decompress()}, weights)[n]
         else:  # sent raw: received exactly
@@ -131,21 +135,35 @@ class ModelCompression(Algorithm):
                               batched=batched, max_rank=self.max_rank, generator=generator,
                               **fast)
 
+    def server_warm_starts(self, state: ServerState) -> dict[str, torch.Tensor] | None:
+        """The bases the server's truncation of ``state.params`` starts from.
+
+        Those of the previous broadcast (``state.server_memory[DOWN_BASES]``) under
+        ``method="subspace"``; None otherwise, or before the first broadcast (then the
+        server uses the exact SVD). Pass them as ``warm_starts`` to :meth:`compress`.
+        """
+        if self.method != "subspace":
+            return None
+        return state.server_memory.get(DOWN_BASES) or None
+
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
         clients, weights = ctx.participation.clients, ctx.participation.weights
         k = clients.numel()
         seconds = 0.0
         client_bases = None
+        server_memory = state.server_memory
         t0 = time.perf_counter()
         if self.down is None:
             start, down_bytes, ranks_down, err_server = state.params, state_nbytes(
                 state.params), {}, 0.0
         else:
-            sent = self.compress(state.params, self.down, ctx.generator)
+            sent = self.compress(state.params, self.down, ctx.generator,
+                                 warm_starts=self.server_warm_starts(state))
             start, down_bytes = sent.decompress(), sent.nbytes
             ranks_down, err_server = _ranks(sent), math.sqrt(sent.sq_error)
             if self.method == "subspace":
                 client_bases = _bases(sent)  # what every client knows: the broadcast V
+                server_memory = {**state.server_memory, DOWN_BASES: client_bases}
         seconds += time.perf_counter() - t0
 
         local = ctx.train(broadcast(start, k), clients)
@@ -162,7 +180,8 @@ class ModelCompression(Algorithm):
         comms = RoundComms(bytes_down_per_client=[down_bytes] * k, bytes_up_per_client=up_bytes,
                            ranks_down=ranks_down, ranks_up=ranks_up, err_server=err_server,
                            err_client=err_client, compress_seconds=seconds)
-        return ServerState(params=new_params, round=state.round + 1, memory=state.memory), comms
+        return ServerState(params=new_params, round=state.round + 1, memory=state.memory,
+                           server_memory=server_memory), comms
 
     def _upload(self, local: Params, weights: torch.Tensor, ctx: RoundContext,
                 bases: dict[str, torch.Tensor] | None

@@ -134,3 +134,56 @@ def test_run_passes_chunk_size_to_the_trainer_and_stays_within_rounding():
         torch.testing.assert_close(chunked.params[n], p, rtol=1e-12, atol=1e-12)
     assert [r.bytes_up for r in chunked.history.records] == \
         [r.bytes_up for r in whole.history.records]
+
+
+def test_server_truncation_starts_from_the_last_broadcast_within_the_stated_error():
+    """Round 2's server truncation is warm-started from round 1's bases (kept in
+    ``ServerState.server_memory``) and errs within 1% of the exact SVD's optimum."""
+    from fl_sim.algorithms.model_compression import DOWN_BASES
+    from lowrank import compress_state
+
+    alg = make_algorithm(SimConfig(algorithm="feddlr", policy_down="fixed:4",
+                                   policy_up="fixed:3", method="subspace", policy_overrides={}))
+    state = alg.init(_params(), 8)
+    assert alg.server_warm_starts(state) is None  # round 1: nothing to start from: exact
+    state, _ = alg.round(state, _ctx(8))
+    bases = state.server_memory[DOWN_BASES]
+    assert sorted(bases) == ["a.weight", "b.weight"] and bases["a.weight"].shape == (8, 4)
+    exact = compress_state(state.params, alg.down).sq_error
+    new_state, comms = alg.round(state, _ctx(8))
+    assert exact <= comms.err_server ** 2 <= 1.01 * exact
+    assert comms.err_server ** 2 != pytest.approx(exact, rel=1e-12)  # not the exact SVD
+    assert new_state.server_memory[DOWN_BASES]["a.weight"] is not bases["a.weight"]
+
+
+def test_checkpoints_keep_server_memory_and_load_format_2(tmp_path):
+    from fl_sim.algorithms import ServerState
+    from fl_sim.checkpoint import Checkpoint, content_hash, load_checkpoint, save_checkpoint
+
+    params = {"w": torch.randn(3, 2)}
+    slots = {"down_bases": {"w": torch.randn(2, 1)}, "other": {"x": torch.arange(5.0)}}
+    history = {"records": [{"round": 1}]}
+    path = save_checkpoint(tmp_path / "c.pt", Checkpoint(
+        {}, ServerState(params, 1, server_memory=slots), {}, history))
+    back = load_checkpoint(path, params=params, num_clients=4).state.server_memory
+    assert back.keys() == slots.keys()
+    assert all(torch.equal(back[s][n], t) for s, d in slots.items() for n, t in d.items())
+    old = torch.load(path, weights_only=True)  # as fl_sim wrote them before server_memory
+    del old["server_memory"]
+    old["format"] = 2
+    old["sha256"] = content_hash(old)
+    torch.save(old, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", params=params).state.server_memory == {}
+    old["format"] = 4
+    torch.save(old, tmp_path / "new.pt")
+    with pytest.raises(ValueError, match=r"new\.pt: has format 4, expected 2 or 3"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+def test_subspace_with_a_spectrum_policy_names_the_policy():
+    with pytest.raises(ValueError, match=r"^policy_up: method='subspace'.*fixed:, ratio:"):
+        SimConfig(algorithm="feddlr", method="subspace", policy_up="energy:0.9", max_rank=8)
+    with pytest.raises(ValueError, match=r"^policy_overrides\['\*fc1\*'\]: method='subspace'"):
+        SimConfig(algorithm="feddlr", method="subspace", policy_overrides={"*fc1*": "error:0.1"})
+    # nothing is warm-started without a compressed broadcast: any policy works
+    SimConfig(algorithm="feddlr_up", method="subspace", policy_up="energy:0.9")

@@ -232,3 +232,21 @@ def test_qsgd_levels_never_exceed_s_even_when_the_norm_rounds_down(monkeypatch):
     p = QSGD(127).compress(x)
     assert p.levels.dtype == torch.int8
     assert int(p.levels.abs().max()) <= 127 and int(p.levels[0]) == 127
+
+
+# --- all_finite: one summation instead of isfinite(x).all() --------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_all_finite_equals_isfinite_all(dtype, bad):
+    from lowrank._validation import all_finite
+
+    x = torch.randn(6, 5, 7, generator=torch.Generator().manual_seed(0)).to(dtype)
+    if bad is not None:
+        x[3, 2, 4] = bad
+    # finite entries whose sum overflows the dtype: row 1 (the sum is inf, the entries are not)
+    x[1] = torch.finfo(dtype).max / 2
+    for dim in (None, 1, (1, 2), -1):
+        want = torch.isfinite(x).all() if dim is None else torch.isfinite(x).all(dim=dim)
+        assert torch.equal(all_finite(x, dim=dim), want), (dtype, bad, dim)
+    assert torch.equal(all_finite(x.mT, dim=(1, 2)), torch.isfinite(x).all(dim=(1, 2)))
