@@ -23,6 +23,7 @@ import torch
 import fl_sim
 from fl_sim.device import resolve_device
 from fl_sim.presets import DEMO_CONFIG
+from fl_sim.report import code_version
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     print(f"torch {torch.__version__}, device {device}, torch.get_num_threads() = "
-          f"{torch.get_num_threads()}; load average at start "
+          f"{torch.get_num_threads()}, commit {code_version()}; load average at start "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = DEMO_CONFIG.replace(algorithm="feddlr", rounds=args.rounds, device=str(device),
                                eval_every=args.rounds)

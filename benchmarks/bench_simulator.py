@@ -64,6 +64,7 @@ import fl_sim
 from fl_sim.algorithms.base import broadcast
 from fl_sim.device import resolve_device
 from fl_sim.presets import BENCH_CONFIG
+from fl_sim.report import code_version
 from lowrank import compress_matrix, compress_state, randomized_svd
 from lowrank.svd import cholesky_orthonormalize
 
@@ -448,7 +449,8 @@ def main() -> None:
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, python {platform.python_version()}, "
           f"{platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
-          f"torch.get_num_threads() = {torch.get_num_threads()}, device {device}{gpu}")
+          f"torch.get_num_threads() = {torch.get_num_threads()}, device {device}{gpu}, "
+          f"commit {code_version()}")
     print(f"{'--quick, ' if args.quick else ''}median of repeats after warm-up; load average "
           f"at start {load()}")
     memory = measure_memory(device, torch.get_num_threads(), args.quick) if 4 in only else None
