@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     base = BENCH_CONFIG.replace(num_clients=clients, rounds=rounds, device="cpu")
     print(f"commit {code_version()}; command: python benchmarks/bench_flower.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
+    load_start = list(os.getloadavg())
     print(f"workload: BENCH_CONFIG with {clients} clients, {rounds} rounds, CPU, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")
+          f"{os.cpu_count()} cores, load average {load_start[0]:.1f} at start\n")
     rows, results = [], {}
     for algo in ALGORITHMS:
         cfg = base.replace(algorithm=algo)
@@ -85,11 +86,15 @@ def main(argv: list[str] | None = None) -> int:
                                   "Flower / fl_sim", "same payload bytes", "fl_sim acc",
                                   "Flower acc", "envelope", "whole run s (fl_sim / Flower)"],
                    tablefmt="github", disable_numparse=True))
-    print(f"\n(median over rounds 2..{rounds}; Flower {results['fedavg']['flwr_version']}, "
+    load_end = os.getloadavg()
+    print(f"\nload average at the end: {load_end[0]:.1f} (1 min), {load_end[1]:.1f} (5 min), "
+          f"{load_end[2]:.1f} (15 min)")
+    print(f"(median over rounds 2..{rounds}; Flower {results['fedavg']['flwr_version']}, "
           f"simulation engine with Ray, 1 CPU per ClientApp; envelope = Flower's serialized "
           f"message bytes / payload bytes - 1)")
     if args.json:
         write_json(args.json, {"commit": code_version(), "clients": clients, "rounds": rounds,
+                               "load_start": load_start, "load_end": list(load_end),
                                "results": results})
     return 0
 
