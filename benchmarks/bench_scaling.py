@@ -11,7 +11,8 @@ participants processed ``chunk_size`` (64) at a time.
 
 Configurations, each in a fresh subprocess: participants K = 1,000 and 10,000 out of
 N = 10,000 clients; population N = 10,000 and 100,000 clients with K = 1,000. Prints, per
-configuration, the median wall time of rounds 2..4 and the growth of the resident set
+configuration, the median wall time of rounds 2..4 (and the process's CPU time, which
+other processes on a shared machine inflate less) and the growth of the resident set
 over the rounds (``VmHWM`` after them minus ``VmRSS`` before the first; on CUDA,
 ``max_memory_allocated`` growth), and the ratios that the targets read: time and
 memory x10 participants (target: <= ~10x, linear) and x10 population (target: ~1x,
@@ -57,13 +58,15 @@ def child(spec: str, device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
     cuda_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
     rss_before = proc_status_kb("VmRSS")
-    seconds = []
+    seconds, cpu_seconds = [], []
     for r in range(ROUNDS):
+        c0 = time.process_time()
         state, _, secs = one_round(sim, state, r)
+        cpu_seconds.append(time.process_time() - c0)
         seconds.append(secs)
     cuda = (torch.cuda.max_memory_allocated(device) - cuda_before
             if device.type == "cuda" else None)
-    print(json.dumps({"seconds": seconds, "rss_before_kb": rss_before,
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_kb": rss_before,
                       "vm_hwm_kb": proc_status_kb("VmHWM"), "cuda_growth": cuda,
                       "stack_bytes": stack_bytes(sim, args["k"]),
                       "data_bytes": sim.data.train_x.nbytes + sim.data.train_y.nbytes}))
@@ -98,20 +101,24 @@ def main() -> None:
             out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True)
                              .stdout.strip().splitlines()[-1])
             out["round_s"] = statistics.median(out["seconds"][1:])
+            out["round_cpu_s"] = statistics.median(out["cpu_seconds"][1:])
             out["growth_mb"] = (out["vm_hwm_kb"] - out["rss_before_kb"]) / 1024
             results[f"{name}|{n}|{k}"] = out
             cuda = "" if out["cuda_growth"] is None else \
                 f", CUDA growth {out['cuda_growth'] / 2**20:.1f} MB"
-            print(f"  {name:16s} N {n:>7,}  K {k:>6,}: round {out['round_s'] * 1e3:8.1f} ms, "
+            print(f"  {name:16s} N {n:>7,}  K {k:>6,}: round {out['round_s'] * 1e3:8.1f} ms "
+                  f"(CPU {out['round_cpu_s'] * 1e3:8.1f} ms), "
                   f"memory growth {out['growth_mb']:7.1f} MB (stack of the K models "
                   f"{out['stack_bytes'] / 2**20:.1f} MB){cuda}", flush=True)
-    print("ratios (x10 participants: linear is <= 10x; x10 population: flat is ~1x)")
+    print("ratios (x10 participants: linear is <= 10x; x10 population: flat is ~1x); "
+          "time = wall (CPU time of the process)")
     for name in ALGORITHMS:
         a, b, c = (results[f"{name}|{n}|{k}"] for n, k in POINTS)
-        print(f"  {name:16s} K 1k -> 10k: time {b['round_s'] / a['round_s']:5.2f}x, memory "
+        print(f"  {name:16s} K 1k -> 10k: time {b['round_s'] / a['round_s']:5.2f}x "
+              f"({b['round_cpu_s'] / a['round_cpu_s']:5.2f}x), memory "
               f"{b['growth_mb'] / a['growth_mb']:5.2f}x;  N 10k -> 100k: time "
-              f"{c['round_s'] / a['round_s']:5.2f}x, memory "
-              f"{c['growth_mb'] / a['growth_mb']:5.2f}x")
+              f"{c['round_s'] / a['round_s']:5.2f}x ({c['round_cpu_s'] / a['round_cpu_s']:5.2f}x),"
+              f" memory {c['growth_mb'] / a['growth_mb']:5.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.plot:

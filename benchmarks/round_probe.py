@@ -6,7 +6,6 @@ scripts' folder is on ``sys.path`` when they run).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -75,13 +74,8 @@ def stack_bytes(sim: fl_sim.Simulation, k: int) -> int:
 
 
 def prepare(config: fl_sim.SimConfig, data=None) -> tuple[fl_sim.Simulation, ServerState]:
-    """``fl_sim.setup`` plus the initial state, the trainer chunked as the config says.
-
-    ``fl_sim.simulator.setup`` does not pass ``SimConfig.chunk_size`` to the trainer
-    yet (docs/benchmarks.md); this does, so that rounds here are what a run will do.
-    """
+    """``fl_sim.setup`` plus the initial state (the trainer chunked as the config says)."""
     sim = fl_sim.setup(config, data)
-    sim.trainer = dataclasses.replace(sim.trainer, chunk_size=config.chunk_size)
     return sim, sim.algorithm.init(sim.initial_params(), sim.data.num_clients)
 
 
