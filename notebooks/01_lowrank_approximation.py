@@ -279,17 +279,23 @@ print("parse_policy('energy:0.99') ->", parse_policy("energy:0.99"))
 # For the trained layer `W`, find the smallest rank r whose relative squared error
 # $\|W - W_r\|_F^2 / \|W\|_F^2$ is at most 0.05, *using only the spectrum* `s_W` (no call to
 # `compress_matrix`). Hint: relative error = tail energy / total energy.
-# A reference answer is filled in; try rewriting it yourself (e.g. with `torch.cumsum`), or
-# change the target 0.05 and see the check adapt.
+#
+# **Predict first**: read the cumulative-energy plot above (a 5% error means 95% of the
+# energy kept) and write your guess in `my_guess`; then compute the exact rank. Afterwards,
+# change the target (0.01, 0.2) and see the check adapt.
 
-# %%
-target = 0.05  # your turn: try another value, e.g. 0.01 or 0.2
+# %% tags=["exercise"]
+target = 0.05
+my_guess = 100  # your prediction, read off the plot
+# HINT: s2 = s_W**2; the relative error of rank r is s2[r:].sum() / s2.sum() (torch.cumsum)
+# BEGIN SOLUTION
 s2 = s_W.double() ** 2
 rel_err = 1 - torch.cumsum(s2, 0) / s2.sum()  # rel_err[r - 1] = relative error of rank r
 my_rank = int((rel_err > target).sum()) + 1  # errors decrease with r: count those too large
-print("smallest rank with relative error <=", target, ":", my_rank)
+# END SOLUTION
+print("smallest rank with relative error <=", target, ":", my_rank, f"(you guessed {my_guess})")
 
-# %%
+# %% tags=["check"]
 # check: the rank meets the target, and one rank less does not
 f = compress_matrix(W.double(), FixedRank(my_rank))
 assert float(f.relative_sq_error) <= target + 1e-12, "error above the target"
@@ -405,18 +411,24 @@ fig.tight_layout()
 #
 # For the trained layer, find the smallest number of power iterations q for which the
 # randomized rank-20 SVD (p = 5) is within 2% of the optimal error on average
-# (`rank_k_ratio(...) <= 1.02`). The reference answer loops over q; change the tolerance
-# to see how the answer moves.
+# (`rank_k_ratio(...) <= 1.02`).
+#
+# **Predict first** from the plot: 0, 1, 2 or 3? Write it in `my_q`. Then change the
+# tolerance (1.05, 1.005) and see how the answer moves.
 
-# %%
-tolerance = 1.02  # your turn: try 1.05 or 1.005
+# %% tags=["exercise"]
+tolerance = 1.02
+my_q = 0  # your prediction
+# HINT: try q = 0, 1, 2, ... and stop at the first with rank_k_ratio(W.double(), 20, q) <= tolerance
+# BEGIN SOLUTION
 q_needed = next(q for q in range(10) if rank_k_ratio(W.double(), 20, q) <= tolerance)
-print("power iterations needed:", q_needed)
+# END SOLUTION
+print("power iterations needed:", q_needed, f"(you predicted {my_q})")
 
-# %%
+# %% tags=["check"]
 assert rank_k_ratio(W.double(), 20, q_needed) <= tolerance
 assert q_needed == 0 or rank_k_ratio(W.double(), 20, q_needed - 1) > tolerance
-print("correct")
+print("correct; your prediction was", "right" if my_q == q_needed else "wrong")
 
 # %% [markdown]
 # ## 6. Bytes versus error
@@ -460,19 +472,27 @@ fig.tight_layout()
 # You may send at most 25% of the dense bytes for the trained 200 x 200 layer. What is the
 # largest rank that fits, and what relative error does it leave? Fill in `r_budget` using the
 # formula r(m+n)·4 <= budget.
+#
+# **Predict first**: will the relative error at that rank be below or above 20%? (The
+# plot above has the answer for r = 50.) Write `True` in `my_below_20` if you think below.
 
-# %%
+# %% tags=["exercise"]
 m, n = W.shape
-budget = 0.25 * m * n * 4  # bytes; your turn: try 0.1 or 0.4
+budget = 0.25 * m * n * 4  # bytes; then try 0.1 or 0.4
+my_below_20 = True  # your prediction
+# HINT: the factors of rank r cost r * (m + n) * 4 bytes
+# BEGIN SOLUTION
 r_budget = int(budget // ((m + n) * 4))
+# END SOLUTION
 f_budget = compress_matrix(W, FixedRank(r_budget))
 print(f"rank {r_budget}: {f_budget.nbytes} bytes of {budget:.0f} allowed, "
       f"relative error {float(f_budget.relative_sq_error):.3f}")
 
-# %%
+# %% tags=["check"]
 assert f_budget.nbytes <= budget, "over budget"
 assert compress_matrix(W, FixedRank(r_budget + 1)).nbytes > budget, "a larger rank still fits"
-print("correct")
+below = float(f_budget.relative_sq_error) < 0.2
+print("correct; your prediction was", "right" if my_below_20 == below else "wrong")
 
 # %% [markdown]
 # ## Summary

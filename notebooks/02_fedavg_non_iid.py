@@ -121,23 +121,34 @@ fig.tight_layout()
 # A simple measure of label skew: the **total-variation distance** between a client's label
 # distribution $q_k$ and the global one $q$, $\mathrm{TV}_k = \tfrac12\sum_c |q_{k,c} - q_c|$
 # (0 = same mix, 1 = disjoint classes), averaged over the clients with weights $p_k$. Write
-# `mean_tv(labels, parts)`. The reference answer (using `partition.label_counts`) is filled in.
+# `mean_tv(labels, parts)` (`partition.label_counts(labels, parts)` gives the clients x
+# classes count matrix).
+#
+# **Predict first**: from the bar charts above, order the splits from the most to the least
+# skewed and write the list in `my_order`; the check tells you whether you were right.
 
-# %%
+# %% tags=["exercise"]
+my_order = ["shards (2 per client)", "Dirichlet(0.1)", "Dirichlet(1.0)", "Dirichlet(10)",
+            "power law (sizes)", "IID"]  # your prediction: reorder these names
+
+
 def mean_tv(labels, parts):
-    counts = partition.label_counts(labels, parts).astype(float)  # your turn
+    # HINT: q_k = counts / n_k, q = the global mix, TV_k = 0.5 sum_c |q_kc - q_c|, weights p_k
+    # BEGIN SOLUTION
+    counts = partition.label_counts(labels, parts).astype(float)
     n_k = counts.sum(axis=1)
     q_k = counts / n_k[:, None]
     q = counts.sum(axis=0) / counts.sum()
     tv = 0.5 * np.abs(q_k - q).sum(axis=1)
     return float(np.sum(n_k / n_k.sum() * tv))
+    # END SOLUTION
 
 
 skew = {name: mean_tv(y_all, parts) for name, parts in splits.items()}
 for name, value in skew.items():
     print(f"{name:22s} mean TV distance {value:.3f}")
 
-# %%
+# %% tags=["check"]
 for name, parts in splits.items():  # recompute with plain loops, client by client
     n = sum(len(p) for p in parts)
     global_mix = np.bincount(y_all, minlength=10) / len(y_all)
@@ -147,6 +158,9 @@ for name, parts in splits.items():  # recompute with plain loops, client by clie
 assert skew["Dirichlet(0.1)"] > skew["Dirichlet(1.0)"] > skew["Dirichlet(10)"] > skew["IID"]
 assert skew["shards (2 per client)"] > 0.6  # about 2 of 10 classes: far from the global mix
 print("correct: smaller alpha, more skew; shards are the most skewed")
+measured_order = sorted(skew, key=skew.get, reverse=True)
+print("your prediction was", "right" if my_order == measured_order else
+      f"different: measured order {measured_order}")
 
 # %% [markdown]
 # ## 3. FedAvg on IID and non-IID digits
@@ -187,19 +201,28 @@ for name, h in runs.items():
 # The simulator's data object holds the clients' training sets. Compute $p_k = n_k / n$ from the
 # client sizes of the Dirichlet(0.1) run and check that they are the weights the simulator
 # averages with (`data.weights`). Which client has the largest weight?
+#
+# **Predict first**: with IID data every $p_k$ would be $1/20 = 0.05$. Will the largest
+# Dirichlet(0.1) weight be more than twice that? Write `True` or `False` in
+# `my_prediction`.
 
-# %%
+# %% tags=["exercise"]
+my_prediction = True  # your prediction: is max p_k > 2 / 20?
 data01 = fl_sim.setup(fedavg.replace(dirichlet_alpha=0.1)).data
-sizes = np.array([len(data01.client_y(k)) for k in range(data01.num_clients)])  # your turn
+# HINT: data01.client_y(k) holds client k's labels; p_k = n_k / n
+# BEGIN SOLUTION
+sizes = np.array([len(data01.client_y(k)) for k in range(data01.num_clients)])
 my_p = sizes / sizes.sum()
+# END SOLUTION
 print("n_k:", sizes.tolist())
 print(f"largest weight: client {int(np.argmax(my_p))}, p = {my_p.max():.3f}; "
       f"smallest p = {my_p.min():.3f}")
 
-# %%
+# %% tags=["check"]
 assert np.allclose(my_p, data01.weights, rtol=0, atol=1e-12)
 assert math.isclose(float(my_p.sum()), 1.0) and sizes.sum() == data01.num_train
 print("correct: the simulator averages with p_k = n_k / n")
+print("your prediction was", "right" if my_prediction == bool(my_p.max() > 2 / 20) else "wrong")
 
 # %% [markdown]
 # ## 4. Local steps and client drift
@@ -388,22 +411,31 @@ assert report.holds
 # Evaluate Li et al.'s bound after $T = 200$ steps (40 rounds) yourself from the formula above,
 # with $\kappa$, $\gamma$, $B$, $\mu$ and $\|w_0 - w^\star\|^2$ = `d0_sq`. Then try E = 1 (the
 # drift term vanishes — but keep $G^2$ from this run): by how much does the bound drop?
+#
+# **Predict first** from the table of the terms of B: will the bound with E = 1 be about
+# 2x, 10x or 100x smaller? Write your factor in `my_factor`.
 
-# %%
+# %% tags=["exercise"]
+my_factor = 10  # your prediction: 2, 10 or 100
 T = 200
 kappa, gamma = conv.L / conv.mu, max(8 * conv.L / conv.mu, E)
-my_bound = kappa / (gamma + T - 1) * (2 * B / conv.mu + conv.mu * gamma / 2 * d0_sq)  # your turn
 B_E1 = B - terms["drift 8 (E-1)^2 G^2"]  # E = 1: no drift term
+# HINT: kappa / (gamma + T - 1) * (2 B / mu + mu gamma / 2 * d0_sq), once with B, once with B_E1
+# BEGIN SOLUTION
+my_bound = kappa / (gamma + T - 1) * (2 * B / conv.mu + conv.mu * gamma / 2 * d0_sq)
 my_bound_E1 = kappa / (gamma + T - 1) * (2 * B_E1 / conv.mu + conv.mu * gamma / 2 * d0_sq)
+# END SOLUTION
 print(f"Theorem 1 at T = {T}: {my_bound:.4g} (E = 5), {my_bound_E1:.4g} (E = 1); "
       f"measured at round 40: {excess_runs[-1]:.3g}")
 
-# %%
+# %% tags=["check"]
 assert math.isclose(my_bound, li_theorem1(conv.L, conv.mu, B, E, T, d0_sq), rel_tol=1e-12)
 assert math.isclose(my_bound_E1, li_theorem1(conv.L, conv.mu, B_E1, 1, T, d0_sq), rel_tol=1e-12)
 assert my_bound > my_bound_E1 > excess_runs[-1]
 print(f"correct: without the drift term the bound is {my_bound / my_bound_E1:.0f}x smaller, "
       "and still above the measurement")
+closest = min((2, 10, 100), key=lambda f: abs(math.log(f * my_bound_E1 / my_bound)))
+print("your prediction was", "right" if my_factor == closest else f"wrong: closest is {closest}x")
 
 # %% [markdown]
 # ## Summary

@@ -173,21 +173,31 @@ assert math.isclose(rec.err_server, err_server, rel_tol=1e-6)
 #
 # Compute $e_c = \|\sum_k p_k (C_c(w^k) - w^k)\|$ for our hand-made round: for every tensor,
 # form the weighted sum over clients of (received − local), then take the Frobenius norm of the
-# whole model (the square root of the sum of squares over all tensors). The reference answer
-# is filled in; try to write it yourself first.
+# whole model (the square root of the sum of squares over all tensors).
+#
+# **Predict first**: the clients' errors point in different directions. Will $e_c$ be
+# smaller than Jensen's bound $\sqrt{\sum_k p_k \|C_c(w^k) - w^k\|^2}$ by more than half
+# (ratio below 0.5)? Write `True` or `False` in `my_prediction`.
 
-# %%
+# %% tags=["exercise"]
+my_prediction = False  # your prediction: e_c / Jensen's bound < 0.5?
+# HINT: for each tensor n, sum_k p[k] * (received[n][k] - local[n][k]); then the global norm
+# BEGIN SOLUTION
 my_err_client = math.sqrt(sum(
     float(torch.tensordot(p.to(received[n].dtype), received[n] - local[n], dims=1).square().sum())
-    for n in local))  # your turn
+    for n in local))
+# END SOLUTION
 print(f"e_c = {my_err_client:.4f}")
 
-# %%
+# %% tags=["check"]
 assert math.isclose(my_err_client, rec.err_client, rel_tol=1e-4), (my_err_client, rec.err_client)
 # the weighted sum of the errors is no bigger than the weighted sum of the error norms (Jensen)
 jensen = math.sqrt(float((p * up.sq_error).sum()))
 assert my_err_client <= jensen
 print(f"correct (Jensen's upper bound sqrt(sum_k p_k ||C_c(w^k) - w^k||^2) = {jensen:.4f})")
+print("your prediction was",
+      "right" if my_prediction == (my_err_client / jensen < 0.5) else "wrong",
+      f"(ratio {my_err_client / jensen:.2f})")
 
 # %% [markdown]
 # ## 3. Many rounds: FedAvg vs FedDLR
@@ -324,11 +334,17 @@ print(f"bytes per round: {dlr.records[0].bytes_up + dlr.records[0].bytes_down} w
 # For the policy `fixed:8` on both sides (classifier and biases dense), compute by hand how
 # many bytes **one client** receives per round: each compressed weight matrix costs
 # r(m + n) float32 values, every other tensor its size. Then the whole round (up + down,
-# 20 clients). The reference answer is filled in; change the rank to see the check follow.
+# 20 clients). Then change the rank (4, 20) and see the check follow.
+#
+# **Predict first**: what fraction of the dense model's bytes does one client receive at
+# rank 8? Write it in `my_fraction` (e.g. 0.5).
 
-# %%
-rank = 8  # your turn: try 4 or 20
+# %% tags=["exercise"]
+rank = 8
+my_fraction = 0.5  # your prediction
 shapes = {n: tuple(t.shape) for n, t in w0.items()}
+# HINT: loop over shapes; 2-D tensors except the classifier ("out") cost min(r, m, n)(m + n) * 4
+# BEGIN SOLUTION
 per_client = 0
 for name, shape in shapes.items():
     if len(shape) == 2 and "out" not in name:
@@ -337,15 +353,17 @@ for name, shape in shapes.items():
     else:
         per_client += math.prod(shape) * 4
 round_bytes = 2 * N * per_client  # down to every client and up from every client
+# END SOLUTION
 print(f"per client: {per_client} bytes; per round: {round_bytes} bytes")
 
-# %%
+# %% tags=["check"]
 pol = f"fixed:{rank}"
 check = fl_sim.run(DEMO_CONFIG.replace(algorithm="feddlr", rounds=1, policy_down=pol,
                                        policy_up=pol)).history
 assert check.records[0].bytes_down_per_client[0] == per_client
 assert check.records[0].bytes_up + check.records[0].bytes_down == round_bytes
-print("correct")
+fraction = per_client / sum(4 * t.numel() for t in w0.values())
+print(f"correct: {fraction:.3f} of the dense bytes (you predicted {my_fraction})")
 
 # %% [markdown]
 # ### Exercise 3 — bytes to reach a target accuracy
@@ -353,23 +371,30 @@ print("correct")
 # How many megabytes does each method need before its test accuracy first reaches 0.9?
 # Fill in `bytes_to_target`, which returns the cumulative bytes at the first round whose
 # accuracy is at least `target` (or `None` if never).
+#
+# **Predict first**: which method gets there with fewer bytes? Write its name (a key of
+# `runs`) in `my_pick`. Then try the targets 0.85 and 0.93.
 
-# %%
-target = 0.9  # your turn: try 0.85 or 0.93
+# %% tags=["exercise"]
+target = 0.9
+my_pick = "FedAvg"  # your prediction: a key of runs
 
 
 def bytes_to_target(history, target):
+    # HINT: walk zip(history.column("test_accuracy"), history.cumulative_bytes)
+    # BEGIN SOLUTION
     for acc, sent in zip(history.column("test_accuracy"), history.cumulative_bytes, strict=True):
         if acc >= target:
             return sent
     return None
+    # END SOLUTION
 
 
 for name, h in runs.items():
     b = bytes_to_target(h, target)
     print(f"{name:36s}", "never" if b is None else f"{b / 1e6:6.1f} MB")
 
-# %%
+# %% tags=["check"]
 for h in runs.values():
     b = bytes_to_target(h, target)
     accs, cum = h.column("test_accuracy"), h.cumulative_bytes
@@ -378,7 +403,9 @@ for h in runs.values():
     else:
         i = cum.index(b)
         assert accs[i] >= target and all(a < target for a in accs[:i])
-print("correct")
+reached = {k: bytes_to_target(h, target) for k, h in runs.items()}
+best = min((k for k in reached if reached[k] is not None), key=reached.get, default=None)
+print("correct; your prediction was", "right" if my_pick == best else f"wrong ({best})")
 
 # %% [markdown]
 # ## Summary

@@ -212,14 +212,22 @@ for r, s in zip(ranks, speedups, strict=True):
 #
 # The toolkit only factorizes a layer when that makes it smaller: `factorize` keeps a layer
 # dense when $r(m+n) \ge mn$. For a `Linear(300 -> 120)` (weight 120 x 300), compute the
-# largest rank that is still factorized. (Reference answer filled in; try other shapes.)
+# largest rank that is still factorized. Then try other shapes (1024 x 1024, 10 x 200).
+#
+# **Predict first**: for a square layer the break-even rank is half the full rank. Is it
+# above or below half of min(m, n) = 60 for this rectangular one? Write your guess of the
+# rank in `my_guess`.
 
-# %%
-m, n = 120, 300  # your turn: try 1024 x 1024 or 10 x 200
+# %% tags=["exercise"]
+m, n = 120, 300
+my_guess = 60  # your prediction
+# HINT: the largest integer r with r (m + n) < m n
+# BEGIN SOLUTION
 r_break = (m * n - 1) // (m + n)  # largest r with r (m + n) < m n
-print("largest rank that is factorized:", r_break)
+# END SOLUTION
+print("largest rank that is factorized:", r_break, f"(you guessed {my_guess})")
 
-# %%
+# %% tags=["check"]
 layer = torch.nn.Sequential(torch.nn.Linear(n, m))
 _, rep_ok = factorize(layer, FixedRank(r_break))
 _, rep_no = factorize(layer, FixedRank(r_break + 1))
@@ -264,24 +272,32 @@ for label, policy, mb, ratio, acc_d, acc_c in rows:
 # Find the largest `r` such that exporting the FedDLR model with `FixedRank(r)` (classifier
 # kept dense) gives a compact model with at least 2x fewer parameters than the dense one.
 # Count by hand first: fc1 (200 x 64) and fc2 (200 x 200) each cost r(m+n) weights plus their
-# bias. The reference answer searches; try the closed form.
+# bias.
+#
+# **Predict first** with the count above (the classifier 10 x 200 and the biases stay dense):
+# write your rank in `my_guess`, then find it with `param_ratio_at` (a search or the closed
+# form).
 
-# %%
+# %% tags=["exercise"]
 def param_ratio_at(r):
     return export_compact(sim.model, run_dlr.params, FixedRank(r),
                           overrides=cfg.policy_overrides)[2].param_ratio
 
 
-r_best = max(r for r in range(1, 65) if param_ratio_at(r) >= 2.0)  # your turn: closed form?
+my_guess = 30  # your prediction
+# HINT: the largest r in 1..64 with param_ratio_at(r) >= 2.0
+# BEGIN SOLUTION
+r_best = max(r for r in range(1, 65) if param_ratio_at(r) >= 2.0)
+# END SOLUTION
 _, compact_best, rep_best = export_compact(sim.model, run_dlr.params, FixedRank(r_best),
                                            overrides=cfg.policy_overrides)
 print(f"largest rank: {r_best}, {rep_best.param_ratio:.3f}x fewer parameters, "
       f"accuracy {accuracy(compact_best):.4f}")
 
-# %%
+# %% tags=["check"]
 assert param_ratio_at(r_best) >= 2.0
 assert param_ratio_at(r_best + 1) < 2.0
-print("correct")
+print(f"correct (you guessed {my_guess}, off by {abs(my_guess - r_best)})")
 
 # %% [markdown]
 # ## Summary

@@ -164,3 +164,27 @@ def test_site_reader_takes_outputs_only_from_a_fully_executed_identical_copy(tmp
     nb = course.site_reads(text.replace("base = 3", "base = 3  # changed"))
     assert "mystnb" not in nb.metadata
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.skipif(not (Path("/usr/bin/chromium").exists()
+                         and Path("/usr/bin/chromedriver").exists()),
+                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_browser_check_sees_raw_math_and_broken_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "fig.png")
+    plt.close(fig)
+    (tmp_path / "page.html").write_text(
+        "<html><head><title>t</title></head><body><article><p>raw $$x^2$$ left</p>"
+        "<img src='fig.png'><img src='missing.png'></article></body></html>",
+        encoding="utf-8")
+    [report] = course.browse(tmp_path, ["page.html"], tmp_path / "shots")
+    assert report.title == "t" and report.math == 0
+    assert (report.images, report.broken_images) == (1, 1)
+    assert report.raw_math and "$$x^2$$" in report.raw_math[0]
+    assert Path(report.screenshot).stat().st_size > 1000
