@@ -206,6 +206,43 @@ def bench_compression_share(device: torch.device, quick: bool) -> None:
               f"median {share * 100:.1f}%  {verdict(share <= 0.10, '<= 10%')}")
         print(f"             ranks sent up {ranks}; err_client last round "
               f"{recs[-1].err_client:.5f}")
+        if method == "subspace":
+            rest = statistics.median(r.seconds - r.compress_seconds for r in recs)
+            floor = products_floor(device, base.num_clients, recs[-1].ranks_up,
+                                   fl_sim.setup(base.replace(rounds=1)), 3 if quick else 7)
+            print(f"             floor: the matrix products alone (W V0, W^T Z, W V per "
+                  f"client, the aggregate [U] [V]^T), random matrices of the same shapes: "
+                  f"{ms(floor)} = {floor / (floor + rest) * 100:.1f}% of a round with this "
+                  f"run's training + aggregation")
+
+
+def products_floor(device: torch.device, k: int, ranks_up: dict, sim: fl_sim.Simulation,
+                   repeats: int) -> float:
+    """Median time of the matrix products one ``subspace`` upload needs, nothing else.
+
+    Per compressed layer ``(m, n)`` at rank ``r`` for ``k`` clients: ``Z = W V0`` (``V0``
+    shared), ``Y = W^T Z``, ``U = W V`` and the aggregate ``[U_1..U_k] [V_1..V_k]^T``:
+    ``4 * 2 m n r k`` FLOPs, which no warm-started full iteration avoids.
+    """
+    gen = torch.Generator().manual_seed(0)
+    shapes = {n: p.shape for n, p in sim.model.named_parameters()}
+    ops = []
+    for name, r in ranks_up.items():
+        r = sorted(set(r))[0] if isinstance(r, list) else r
+        m, n = shapes[name]
+        w = torch.randn(k, m, n, generator=gen).to(device)
+        v = torch.randn(n, r, generator=gen).to(device)
+        ops.append((w, v))
+
+    def run():
+        for w, v0 in ops:
+            kk, m, _ = w.shape
+            r = v0.shape[-1]
+            y = w.mT @ (w @ v0)
+            u = w @ y  # (y stands in for V: the same shapes)
+            _ = u.permute(1, 0, 2).reshape(m, kk * r) @ y.permute(1, 0, 2).reshape(-1, kk * r).mT
+
+    return statistics.median(timed(run, device, repeats))
 
 
 # --------------------------------------------------------------------------- [4]
