@@ -26,7 +26,7 @@ from fl_sim.report import code_version
 
 from .computation import run_computation
 from .engines import run_engines
-from .parallel import parts_of, run_parts
+from .parallel import untimed
 from .parameters import convex_choices
 from .report import targets, write_figures, write_report
 from .runner import Runner
@@ -112,16 +112,10 @@ def _main(argv: list[str]) -> int:
         return _rebuild(args.out, report, grid.name)
     t0 = time.perf_counter()
     runner = Runner(verbose=not args.quiet)
-    parts = parts_of(grid)  # untimed: may run in --jobs processes
-    done = run_parts(parts, runner, jobs=args.jobs, threads=args.threads)
-    results = {
-        "communication": [r for p, r in zip(parts, done, strict=True) if p.kind == "setting"],
-        "parameters": done[[p.kind for p in parts].index("parameters")],
-        "computation": run_computation(grid, runner),  # timed: alone, in this process
-        "engines": run_engines(grid.bench_rounds, runner,
-                               flower=grid.flower and not args.no_flower),
-        "hyperparams": done[[p.kind for p in parts].index("hyperparams")],
-    }
+    results = untimed(grid, runner, jobs=args.jobs, threads=args.threads)  # --jobs processes
+    results["computation"] = run_computation(grid, runner)  # timed: alone, in this process
+    results["engines"] = run_engines(grid.bench_rounds, runner,
+                                     flower=grid.flower and not args.no_flower)
     import numpy
 
     results["meta"] = {

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 
-from .runner import Runner, bytes_to_target, mean_std, seed_stats
-from .settings import Grid, Setting
+from fl_sim import History
 
-__all__ = ["run_setting", "run_communication"]
+from .runner import Runner, bytes_to_target, mean_std, seed_stats
+from .settings import Algo, Grid, Setting
+
+__all__ = ["run_algo", "run_setting", "run_communication"]
 
 
 def _mean_curve(histories, key: str) -> list[float]:
@@ -20,11 +22,23 @@ def _mean_curve(histories, key: str) -> list[float]:
     return [float(v) for v in np.mean(np.asarray(cols, dtype=np.float64), axis=0)]
 
 
-def run_setting(setting: Setting, seeds, runner: Runner) -> dict:
-    """Rows of the table and the mean curves of one setting."""
+def run_algo(setting: Setting, algo: Algo, seeds, runner: Runner) -> list[History]:
+    """The histories of one algorithm of a setting, over ``seeds``."""
+    return runner.seeds(algo.config(setting.base), seeds)
+
+
+def run_setting(setting: Setting, seeds, runner: Runner,
+                runs: dict[str, list[History]] | None = None) -> dict:
+    """Rows of the table and the mean curves of one setting.
+
+    ``runs`` (label -> histories over ``seeds``, e.g. from worker processes) skips the
+    runs; missing labels are run here.
+    """
     print(f"[communication] {setting.title}: {len(setting.algos)} algorithms x "
           f"{len(seeds)} seeds x {setting.base.rounds} rounds", flush=True)
-    runs = {a.label: runner.seeds(a.config(setting.base), seeds) for a in setting.algos}
+    runs = dict(runs or {})
+    runs = {a.label: runs[a.label] if a.label in runs else run_algo(setting, a, seeds, runner)
+            for a in setting.algos}
     fedavg = runs["fedavg"]
     base_acc, _ = mean_std([h.column("test_accuracy")[-1] for h in fedavg])
     target = math.floor(100 * setting.target_fraction * base_acc) / 100

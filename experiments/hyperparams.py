@@ -13,7 +13,7 @@ from __future__ import annotations
 from .runner import Runner, seed_stats
 from .settings import MLP_BASE, Grid, factorized_kwargs
 
-__all__ = ["HP_METHODS", "run_hyperparams"]
+__all__ = ["HP_METHODS", "assemble_hyperparams", "run_hp_method", "run_hyperparams"]
 
 HP_METHODS = ("feddlr", "feddlr_ef", "fedhm", "fedlmt", "fedpara", "fedmud")
 
@@ -24,29 +24,37 @@ def _changes(method: str, knob) -> dict:
     return {"algorithm": method, "model_kwargs": factorized_kwargs(method, knob)}
 
 
-def run_hyperparams(grid: Grid, runner: Runner) -> dict:
-    """Rows ``(method, knob, lr, acc_mean, acc_std, total_mb)`` and each method's best cell."""
+def run_hp_method(method: str, grid: Grid, runner: Runner) -> list[dict]:
+    """The rows of one method (``"fedavg"``: the learning rates only) of the grid."""
     base = MLP_BASE.replace(rounds=grid.hp_rounds)
-    print(f"[hyperparameters] {len(HP_METHODS)} methods x {len(grid.hp_knobs)} knobs x "
-          f"{len(grid.hp_lrs)} lrs x {len(grid.hp_seeds)} seeds x {base.rounds} rounds",
-          flush=True)
-    fedavg = {lr: seed_stats(runner.seeds(base.replace(algorithm="fedavg", lr=lr),
-                                          grid.hp_seeds)) for lr in grid.hp_lrs}
-    rows = [{"method": "fedavg", "knob": "-", "lr": lr, "acc_mean": st.acc_mean,
-             "acc_std": st.acc_std, "total_mb": st.total_bytes / 1e6}
-            for lr, st in fedavg.items()]
-    for method in HP_METHODS:
+    if method == "fedavg":
+        cells = [({"algorithm": "fedavg"}, "-", lr) for lr in grid.hp_lrs]
+    else:
         knobs = grid.hp_gammas if method == "fedpara" else grid.hp_knobs
-        for knob in knobs:
-            for lr in grid.hp_lrs:
-                cfg = base.replace(lr=lr, **_changes(method, knob))
-                st = seed_stats(runner.seeds(cfg, grid.hp_seeds))
-                rows.append({"method": method, "knob": str(knob), "lr": lr,
-                             "acc_mean": st.acc_mean, "acc_std": st.acc_std,
-                             "total_mb": st.total_bytes / 1e6})
+        cells = [(_changes(method, k), str(k), lr) for k in knobs for lr in grid.hp_lrs]
+    rows = []
+    for changes, knob, lr in cells:
+        st = seed_stats(runner.seeds(base.replace(lr=lr, **changes), grid.hp_seeds))
+        rows.append({"method": method, "knob": knob, "lr": lr, "acc_mean": st.acc_mean,
+                     "acc_std": st.acc_std, "total_mb": st.total_bytes / 1e6})
+    return rows
+
+
+def assemble_hyperparams(grid: Grid, rows_by_method: dict[str, list[dict]]) -> dict:
+    """The grid's table and each method's best cell (the highest final accuracy)."""
+    rows = [r for m in ("fedavg", *HP_METHODS) for r in rows_by_method[m]]
     best = {}
     for r in rows:
         if r["method"] not in best or r["acc_mean"] > best[r["method"]]["acc_mean"]:
             best[r["method"]] = r
-    return {"rounds": base.rounds, "seeds": list(grid.hp_seeds), "lrs": list(grid.hp_lrs),
+    return {"rounds": grid.hp_rounds, "seeds": list(grid.hp_seeds), "lrs": list(grid.hp_lrs),
             "rows": rows, "best": best}
+
+
+def run_hyperparams(grid: Grid, runner: Runner) -> dict:
+    """Rows ``(method, knob, lr, acc_mean, acc_std, total_mb)`` and each method's best cell."""
+    print(f"[hyperparameters] {len(HP_METHODS)} methods x {len(grid.hp_knobs)} knobs x "
+          f"{len(grid.hp_lrs)} lrs x {len(grid.hp_seeds)} seeds x {grid.hp_rounds} rounds",
+          flush=True)
+    return assemble_hyperparams(grid, {m: run_hp_method(m, grid, runner)
+                                       for m in ("fedavg", *HP_METHODS)})

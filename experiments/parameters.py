@@ -47,8 +47,9 @@ from theory.costs import round_bytes
 from .runner import Runner, mean_std, seed_stats
 from .settings import MLP_BASE, Grid
 
-__all__ = ["run_parameters", "model_shapes", "policy_q2", "predicted_round_bytes",
-           "run_convex_twin", "convex_choices"]
+__all__ = ["PARAMETER_PARTS", "assemble_parameters", "run_parameter_part", "run_parameters",
+           "model_shapes", "policy_q2", "predicted_round_bytes", "run_convex_twin",
+           "convex_choices"]
 
 
 def model_shapes(cfg: SimConfig, data: FederatedData) -> dict[str, tuple[int, ...]]:
@@ -164,48 +165,74 @@ def _paired_sweep(name, values, make_cfg, grid: Grid, runner: Runner, extra_fn) 
     return {"rows": rows}
 
 
-def run_parameters(grid: Grid, runner: Runner) -> dict:
-    base = MLP_BASE.replace(rounds=grid.param_rounds)
-    print(f"[parameters] MLP sweeps, {len(grid.param_seeds)} seeds x {base.rounds} rounds",
-          flush=True)
-    out = {"base": {k: v for k, v in base.to_dict().items() if k != "algorithm"},
-           "seeds": list(grid.param_seeds)}
-    out["policy"] = _policy_sweep(grid, runner, base)
+PARAMETER_PARTS = ("policy", "E", "NK", "alpha", "convex")  # independent sweeps
 
-    e = _paired_sweep("E", grid.local_steps, lambda v: base.replace(local_steps=v), grid,
-                      runner, lambda v, c: {})
+
+def _nk_cfg(base: SimConfig, v):
+    n, k = v
+    part = "full" if k >= n else "scheme2"
+    return base.replace(num_clients=n, clients_per_round=None if part == "full" else k,
+                        participation=part)
+
+
+def _c_factor(v, cfg):
+    n, k = v
+    return {"C_over_4E2G2": 0.0 if k >= n else (n - k) / (n - 1) / k}
+
+
+def _alpha_cfg(base: SimConfig, a):
+    if a is None:
+        return base.replace(partition="iid", dataset_kwargs={})
+    return base.replace(dirichlet_alpha=a)
+
+
+def run_parameter_part(name: str, grid: Grid, runner: Runner) -> dict:
+    """One independent sweep of :data:`PARAMETER_PARTS` (raw rows, no statistics)."""
+    base = MLP_BASE.replace(rounds=grid.param_rounds)
+    if name == "policy":
+        return _policy_sweep(grid, runner, base)
+    if name == "E":
+        return _paired_sweep("E", grid.local_steps, lambda v: base.replace(local_steps=v),
+                             grid, runner, lambda v, c: {})
+    if name == "NK":
+        return _paired_sweep("N,K", grid.clients, lambda v: _nk_cfg(base, v), grid, runner,
+                             _c_factor)
+    if name == "alpha":
+        return _paired_sweep("alpha", grid.alphas, lambda v: _alpha_cfg(base, v), grid,
+                             runner, lambda v, c: {})
+    if name == "convex":
+        return run_convex_twin(grid, runner)
+    raise ValueError(f"part: unknown parameter sweep {name!r}")
+
+
+def assemble_parameters(grid: Grid, parts: dict[str, dict]) -> dict:
+    """The parameters section from the sweeps of :func:`run_parameter_part`."""
+    base = MLP_BASE.replace(rounds=grid.param_rounds)
+    out = {"base": {k: v for k, v in base.to_dict().items() if k != "algorithm"},
+           "seeds": list(grid.param_seeds), "policy": parts["policy"]}
+    e = parts["E"]
     gaps = [r["gap"] for r in e["rows"]]
     e["gap_decreases"] = bool(all(b <= a + 1e-9 for a, b in zip(gaps, gaps[1:], strict=False)))
     e["spearman_E_vs_gap"] = _spearman(grid.local_steps, gaps)
     out["E"] = e
-
-    def nk_cfg(v):
-        n, k = v
-        part = "full" if k >= n else "scheme2"
-        return base.replace(num_clients=n, clients_per_round=None if part == "full" else k,
-                            participation=part)
-
-    def c_factor(v, cfg):
-        n, k = v
-        return {"C_over_4E2G2": 0.0 if k >= n else (n - k) / (n - 1) / k}
-
-    nk = _paired_sweep("N,K", grid.clients, nk_cfg, grid, runner, c_factor)
-    out["NK"] = nk
+    nk = parts["NK"]
     nk["spearman_C_vs_acc"] = _spearman([r["C_over_4E2G2"] for r in nk["rows"]],
                                         [r["fedavg_acc"] for r in nk["rows"]])
-
-    def alpha_cfg(a):
-        if a is None:
-            return base.replace(partition="iid", dataset_kwargs={})
-        return base.replace(dirichlet_alpha=a)
-
-    al = _paired_sweep("alpha", grid.alphas, alpha_cfg, grid, runner, lambda v, c: {})
+    out["NK"] = nk
+    al = parts["alpha"]
     hetero = [1e9 if r["alpha"] is None else r["alpha"] for r in al["rows"]]
     al["spearman_alpha_vs_fedavg_acc"] = _spearman(hetero, [r["fedavg_acc"] for r in al["rows"]])
     al["spearman_alpha_vs_feddlr_acc"] = _spearman(hetero, [r["feddlr_acc"] for r in al["rows"]])
     out["alpha"] = al
-    out["convex"] = run_convex_twin(grid, runner)
+    out["convex"] = parts["convex"]
     return out
+
+
+def run_parameters(grid: Grid, runner: Runner) -> dict:
+    print(f"[parameters] MLP sweeps, {len(grid.param_seeds)} seeds x {grid.param_rounds} "
+          "rounds", flush=True)
+    return assemble_parameters(grid, {n: run_parameter_part(n, grid, runner)
+                                      for n in PARAMETER_PARTS})
 
 
 # ----------------------------------------------------------------------- convex twin

@@ -47,7 +47,7 @@ def test_1_boundcheck_and_experiments_check_their_out_first(tmp_path, capsys, mo
     monkeypatch.setattr(boundcheck.cli, "_cmd_check", lambda a: pytest.fail("ran"))
     with pytest.raises(ValueError, match="--out"):
         boundcheck.cli.main(["check", "--seeds", "2", "--out", str(bad / "sub")])
-    monkeypatch.setattr(exp, "run_parts", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(exp, "untimed", lambda *a, **k: pytest.fail("ran"))
     assert exp.main(["--quick", "--out", str(bad / "sub")]) == 2
     one_error_line(capsys.readouterr().err, "--out")
 
@@ -146,7 +146,7 @@ def test_5_experiments_default_to_a_fresh_folder_and_never_overwrite(tmp_path, c
     results = tmp_path / "docs" / "results"
     results.mkdir(parents=True)
     (results / "results.json").write_text('{"committed": true}')
-    monkeypatch.setattr(exp, "run_parts", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(exp, "untimed", lambda *a, **k: pytest.fail("ran"))
     assert exp.main(["--quick", "--out", str(results)]) == 2
     one_error_line(capsys.readouterr().err, "--overwrite")
     assert json.loads((results / "results.json").read_text()) == {"committed": True}
