@@ -13,6 +13,8 @@ with :mod:`lowrank` payloads travelling as their arrays. Two ways to run it
 Modules: :mod:`~fl_sim.flower.run_config` (SimConfig <-> Flower run config),
 :mod:`~fl_sim.flower.codec` (payloads <-> arrays, message sizes),
 :mod:`~fl_sim.flower.local` (each side of a round, no Flower import),
+:mod:`~fl_sim.flower.protocols` (every algorithm's round as send, client update and
+aggregate, catch-up of stateful clients; no Flower import),
 :mod:`~fl_sim.flower.client_app`, :mod:`~fl_sim.flower.strategy`,
 :mod:`~fl_sim.flower.server_app`, :mod:`~fl_sim.flower.ledger` (wire bytes per message).
 See docs/flower.md.
