@@ -85,6 +85,8 @@ class BoundReport(JsonFile):
                 "tightness_measured_drift": md.get("tightness"),
                 "min_ratio_measured_drift": md.get("min_ratio_after_0"),
                 "holds_measured_drift": md.get("holds"),
+                "holds_within_3_standard_errors": (self.constants.get("exact") or {}).get(
+                    "holds_within_3_standard_errors"),
                 "min_ratio_after_0": float(np.min(self.ratio[1:])) if self.ratio.size > 1
                 else self.min_ratio}
 

@@ -40,7 +40,7 @@ from theory.constants import ConvexProblem
 
 from .problems import PARAM
 
-__all__ = ["TrajectoryRecorder", "TrajectoryStats", "constants_at_points"]
+__all__ = ["Iterates", "TrajectoryRecorder", "TrajectoryStats", "constants_at_points"]
 
 _CHUNK = 1024  # points evaluated per vectorized batch
 
@@ -95,6 +95,22 @@ def constants_at_points(convex: ConvexProblem, points, batch_size: int | None,
     return sigma2, g2
 
 
+@dataclass(frozen=True)
+class Iterates:
+    """The iterates one run passed through (theory layout ``(d, out)``), for the exact bound.
+
+    ``globals_[r]`` is ``w_r``, ``starts[r]`` the clients' common start ``C_s(w_r)`` of round
+    ``r``, ``last[r]`` the participants' iterates before their last local step of round
+    ``r`` and ``last_ids[r]`` their client ids (one entry per draw).
+    """
+
+    globals_: np.ndarray  # (R+1, d, out)
+    starts: np.ndarray  # (R, d, out)
+    last: list[np.ndarray]  # R arrays (K, d, out)
+    last_ids: list[np.ndarray]  # R arrays (K,)
+    last_step: int  # local step index j of ``last`` (E - 1)
+
+
 @dataclass
 class TrajectoryStats:
     """What one run's recorder saw."""
@@ -112,6 +128,7 @@ class TrajectoryStats:
     # where not measured (partial participation: the unsampled clients are not run)
     divergence: np.ndarray | None = None
     initial: np.ndarray | None = None  # w_0 (theory layout (d, out)), as observed
+    iterates: Iterates | None = None  # every w_r, C_s(w_r) and last local iterate
 
 
 class TrajectoryRecorder:
@@ -149,6 +166,8 @@ class TrajectoryRecorder:
         self._globals: dict[int, np.ndarray] = {}
         self._server_errors: list[float] = []
         self._divergence: dict[tuple[int, int], float] = {}
+        self._starts: dict[int, np.ndarray] = {}
+        self._last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
         self.observer = Observer(on_local_step=self._on_local, on_global=self._on_global)
 
     @staticmethod
@@ -209,6 +228,11 @@ class TrajectoryRecorder:
     def _on_local(self, r: int, j: int, params, clients) -> None:
         self._check_params(params)
         stacked = self._theory_layout(params[PARAM])  # (K, d, out)
+        ids = np.asarray(clients.detach().cpu() if hasattr(clients, "detach") else clients)
+        if j >= self._last.get(r, (-1,))[0]:
+            self._last[r] = (j, stacked.copy(), ids.copy())
+        if j == 0:
+            self._starts[r] = stacked[0].copy()
         div = self._divergence_of(stacked, clients)
         if div is not None:
             self._divergence[(r, j)] = div
@@ -250,4 +274,17 @@ class TrajectoryRecorder:
                 div[r, j] = v
         return TrajectoryStats(self._sigma2.copy(), self._g2, s2r, g2r, self._count,
                                self._radius, self._common, list(self._server_errors),
-                               self._argmax, div, self._globals.get(0))
+                               self._argmax, div, self._globals.get(0), self._iterates())
+
+    def _iterates(self) -> Iterates | None:
+        R = len(self._starts)
+        if R == 0 or sorted(self._starts) != list(range(R)) or \
+                sorted(self._globals) != list(range(R + 1)) or sorted(self._last) != list(range(R)):
+            return None
+        steps = {self._last[r][0] for r in range(R)}
+        if len(steps) != 1:
+            return None
+        return Iterates(np.stack([self._globals[r] for r in range(R + 1)]),
+                        np.stack([self._starts[r] for r in range(R)]),
+                        [self._last[r][1] for r in range(R)],
+                        [self._last[r][2] for r in range(R)], steps.pop())

@@ -39,6 +39,7 @@ __all__ = [
     "compression_deviation",
     "exact_moments",
     "mean_square_contraction",
+    "mean_square_operator",
     "round_maps",
 ]
 
@@ -223,6 +224,10 @@ class Moments:
     cov_trace: np.ndarray  # (R+1,) sum over columns of tr Cov(w_j)
     dist_sq: np.ndarray  # (R+1,) E||W_r - W*||^2 (mean over the starts)
     dist_sq_starts: np.ndarray  # (R+1, S) E||W_r - W*||^2 from each start
+    # (R+1, d, c) E (u_i^T (W_r - W*) e_j)^2 in the columns u_i of ``basis`` (mean over the
+    # starts); None unless exact_moments was given a basis
+    dist_sq_modes: np.ndarray | None = None
+    cov: np.ndarray | None = None  # (S, c, d, d) covariance of each column after the last round
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -257,7 +262,8 @@ def _step_moments(x: np.ndarray, y: np.ndarray, lam: float, eta: float, nu: floa
 
 def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
                   batch_size: int | None = None, participation: str = "full",
-                  K: int | None = None, w_star: np.ndarray | None = None) -> Moments:
+                  K: int | None = None, w_star: np.ndarray | None = None,
+                  basis: np.ndarray | None = None) -> Moments:
     """Exact ``E W_r`` and ``E||W_r - W*||^2`` of FedAvg (local SGD) on least squares.
 
     Our derivation, docs/theory.md §12.2: the mean follows :func:`round_maps`; the
@@ -283,6 +289,9 @@ def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
         Clients per round (sampling schemes).
     w_star : array_like, optional
         Defaults to ``clients.w_star``.
+    basis : array_like, optional
+        ``(d, d)`` orthonormal columns ``u_i``: also return the second moment of every
+        coordinate ``u_i^T (W_r - W*) e_j`` (``Moments.dist_sq_modes``).
 
     Returns
     -------
@@ -309,6 +318,16 @@ def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
         per_col = np.sum((m_ - ws_cols) ** 2, axis=0) + np.einsum("jdd->j", C_)
         return per_col.reshape(S, c).sum(axis=1)  # (S,)
 
+    V = None if basis is None else np.asarray(basis, dtype=np.float64)
+    modes = []
+
+    def modal(m_, C_):
+        if V is None:
+            return
+        sq = (V.T @ (m_ - ws_cols)) ** 2 + np.einsum("di,jde,ei->ij", V, C_, V)  # (d, J)
+        modes.append(sq.reshape(d, S, c).mean(axis=1))
+
+    modal(m, C)
     means, traces, dists = [m.copy()], [float(np.einsum("jdd->", C))], [dist(m, C)]
     for r, rm in enumerate(maps):
         mu_k, Ck = [], []
@@ -342,15 +361,68 @@ def exact_moments(clients: LeastSquaresClients, etas, E: int, W0: np.ndarray,
                            - np.tensordot(a**2, own + PCP_k, 1)))
             C = S2 - _outer(m_new, m_new)
         m = m_new
+        modal(m, C)
         means.append(m.copy())
         traces.append(float(np.einsum("jdd->", C)))
         dists.append(dist(m, C))
     mean = np.stack(means).reshape(len(means), d, S, c).mean(axis=2)
     starts_dist = np.array(dists)
-    return Moments(mean, np.array(traces) / S, starts_dist.mean(axis=1), starts_dist)
+    return Moments(mean, np.array(traces) / S, starts_dist.mean(axis=1), starts_dist,
+                   None if V is None else np.stack(modes), C.reshape(S, c, d, d))
 
 
 # ----------------------------------------------- compression on top (a posteriori)
+def mean_square_operator(clients: LeastSquaresClients, etas_round, batch_size: int | None,
+                         participation: str = "full", K: int | None = None,
+                         H: np.ndarray | None = None) -> np.ndarray:
+    """``E[M^T H M]`` for the random linear part ``M`` of one round (``H`` symmetric, default I).
+
+    ``M = sum_k a_k prod_j M_{k,j}`` with ``M_{k,j} = (1 - eta_j lam) I - eta_j H_{k,j}`` the
+    minibatch step matrices and ``a_k`` the aggregation weights of the participation
+    scheme. Per client a backward recursion ``H -> Mbar H Mbar + eta^2/b [mean_i (x_i^T H
+    x_i) x_i x_i^T - Abar H Abar]`` gives ``E[M_k^T H M_k]``; distinct clients are
+    independent, so ``E[M_k^T H M_l] = P_k H P_l``. docs/theory.md §12.3.
+    """
+    N = clients.num_clients
+    _participation(participation, K, N)
+    nu = 0.0 if batch_size is None else 1.0 / int(batch_size)
+    eta_r = np.asarray(etas_round, dtype=np.float64)
+    d = clients.dim
+    eye = np.eye(d)
+    Hf = eye if H is None else np.asarray(H, dtype=np.float64)
+    Hs, Pk = [], []
+    for x in clients.X:
+        n = x.shape[0]
+        Abar = x.T @ x / n
+        Hk, P = Hf.copy(), eye.copy()
+        for e in eta_r[::-1]:  # E[M_1^T ... M_E^T H M_E ... M_1], innermost last step
+            Mbar = (1.0 - e * clients.lam) * eye - e * Abar
+            new = Mbar @ Hk @ Mbar
+            if nu > 0:
+                xHx = np.einsum("nd,de,ne->n", x, Hk, x)
+                new = new + e**2 * nu * ((x.T * xHx) @ x / n - Abar @ Hk @ Abar)
+            Hk = new
+            P = Mbar @ P
+        Hs.append(Hk)
+        Pk.append(P)
+    Hs, Pk = np.stack(Hs), np.stack(Pk)
+    p = clients.p
+    PtP = Pk @ Hf[None] @ Pk  # P_k H P_k (P_k symmetric)
+    if participation == "full":
+        P = np.tensordot(p, Pk, 1)
+        T = P @ Hf @ P + np.tensordot(p**2, Hs - PtP, 1)
+    elif participation == "scheme1":
+        P = np.tensordot(p, Pk, 1)
+        T = np.tensordot(p, Hs, 1) / K + (1.0 - 1.0 / K) * P @ Hf @ P
+    else:
+        a = p * N / K
+        pi1 = K / N
+        pi2 = K * (K - 1) / (N * (N - 1)) if N > 1 else 0.0
+        Pa = np.tensordot(a, Pk, 1)
+        T = pi1 * np.tensordot(a**2, Hs, 1) + pi2 * (Pa @ Hf @ Pa - np.tensordot(a**2, PtP, 1))
+    return (T + T.T) / 2
+
+
 def mean_square_contraction(clients: LeastSquaresClients, etas_round, batch_size: int | None,
                             participation: str = "full", K: int | None = None) -> float:
     """``rho~ = sqrt(lambda_max(E[M^T M]))`` of the random linear part ``M`` of one round.
@@ -360,43 +432,8 @@ def mean_square_contraction(clients: LeastSquaresClients, etas_round, batch_size
     independent of the round's draws, ``E||M x||^2 <= rho~^2 E||x||^2``. Full batch with
     full participation gives ``rho~ = ||P||_2``. docs/theory.md §12.3.
     """
-    N = clients.num_clients
-    _participation(participation, K, N)
-    nu = 0.0 if batch_size is None else 1.0 / int(batch_size)
-    eta_r = np.asarray(etas_round, dtype=np.float64)
-    d = clients.dim
-    eye = np.eye(d)
-    H, Pk = [], []
-    for x in clients.X:
-        n = x.shape[0]
-        Abar = x.T @ x / n
-        Hk, P = eye.copy(), eye.copy()
-        for e in eta_r[::-1]:  # E[M_1^T ... M_E^T M_E ... M_1], innermost last step
-            Mbar = (1.0 - e * clients.lam) * eye - e * Abar
-            new = Mbar @ Hk @ Mbar
-            if nu > 0:
-                xHx = np.einsum("nd,de,ne->n", x, Hk, x)
-                new = new + e**2 * nu * ((x.T * xHx) @ x / n - Abar @ Hk @ Abar)
-            Hk = new
-            P = Mbar @ P
-        H.append(Hk)
-        Pk.append(P)
-    H, Pk = np.stack(H), np.stack(Pk)
-    p = clients.p
-    PtP = np.einsum("kde,kef->kdf", Pk, Pk)
-    if participation == "full":
-        P = np.tensordot(p, Pk, 1)
-        T = P @ P + np.tensordot(p**2, H - PtP, 1)
-    elif participation == "scheme1":
-        P = np.tensordot(p, Pk, 1)
-        T = np.tensordot(p, H, 1) / K + (1.0 - 1.0 / K) * P @ P
-    else:
-        a = p * N / K
-        pi1 = K / N
-        pi2 = K * (K - 1) / (N * (N - 1)) if N > 1 else 0.0
-        Pa = np.tensordot(a, Pk, 1)
-        T = pi1 * np.tensordot(a**2, H, 1) + pi2 * (Pa @ Pa - np.tensordot(a**2, PtP, 1))
-    return float(math.sqrt(max(0.0, float(np.max(np.linalg.eigvalsh((T + T.T) / 2))))))
+    T = mean_square_operator(clients, etas_round, batch_size, participation, K)
+    return float(math.sqrt(max(0.0, float(np.max(np.linalg.eigvalsh(T))))))
 
 
 def compression_deviation(rho: Sequence[float], e_s: Sequence[float], e_c: Sequence[float],
@@ -424,6 +461,94 @@ def compression_deviation(rho: Sequence[float], e_s: Sequence[float], e_c: Seque
     for r in range(rho.size):
         D[r + 1] = rho[r] * (D[r] + es[r]) + ec[r]
     return D
+
+
+# ------------------------------- compression on top, coordinate by coordinate (a posteriori)
+def aggregation_weights(p: np.ndarray, clients, participation: str, K: int | None) -> np.ndarray:
+    """``a_k`` of the listed participants, as ``fl_sim/participation.py`` defines them.
+
+    full: ``p_k``; scheme1: ``1/K`` per draw; scheme2: ``p_k N / K``.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    ids = np.asarray(clients, dtype=np.int64)
+    _participation(participation, K, p.size)
+    if participation == "full":
+        return p[ids]
+    if participation == "scheme1":
+        return np.full(ids.size, 1.0 / K)
+    return p[ids] * (p.size / K)
+
+
+def last_step_mean(clients: LeastSquaresClients, W_prev: np.ndarray, ids, weights,
+                   eta: float) -> np.ndarray:
+    """``sum_k a_k ybar_k``: the aggregate of the clients' *expected* last local step.
+
+    ``ybar_k = (I - eta A_k) W_k + eta G_k`` from the iterate ``W_k`` (``W_prev[i]`` of client
+    ``ids[i]``) before the last local step. Full batch: the uncompressed aggregate itself.
+    """
+    A, G = clients.A, clients.G
+    out = np.zeros_like(np.asarray(W_prev[0], dtype=np.float64))
+    for w, k, a in zip(W_prev, ids, weights, strict=True):
+        out += a * (w - eta * (A[k] @ w - G[k]))
+    return out
+
+
+def modal_deviation(P: Sequence[np.ndarray], xi: np.ndarray,
+                    basis: np.ndarray | None = None) -> np.ndarray:
+    """``(R+1, d, c)``: coordinate bounds ``a_r`` of ``sum_{s<r} P_{r-1}...P_{s+1} xi_s``.
+
+    ``a_0 = 0``, ``a_{r+1} = |U^T P_r U| a_r + xi_r`` (entrywise absolute values; in the
+    eigenbasis of a constant-step ``P`` the matrix is ``diag(|lambda_i|)``) with ``xi_r``
+    the L2 norms of the coordinates ``u_i^T (.) e_j`` of the per-round error vectors
+    (Minkowski's inequality coordinate by coordinate; docs/theory.md §12.3, ours).
+
+    Parameters
+    ----------
+    P : sequence of numpy.ndarray
+        ``R`` mean maps ``P_r`` (``(d, d)``).
+    xi : numpy.ndarray
+        ``(R, d, c)``, ``>= 0``.
+    basis : numpy.ndarray, optional
+        ``(d, d)`` orthonormal ``U``; default the identity.
+    """
+    xi = np.asarray(xi, dtype=np.float64)
+    if xi.ndim != 3 or len(P) != xi.shape[0]:
+        raise ValueError(f"P, xi: need R maps and (R, d, c) errors, got {len(P)} and "
+                         f"{xi.shape}")
+    if np.any(xi < 0):
+        raise ValueError("xi: must be >= 0")
+    V = np.eye(xi.shape[1]) if basis is None else np.asarray(basis, dtype=np.float64)
+    a = np.zeros((xi.shape[0] + 1, *xi.shape[1:]))
+    for r, Pr in enumerate(P):
+        a[r + 1] = np.abs(V.T @ np.asarray(Pr, dtype=np.float64) @ V) @ a[r] + xi[r]
+    return a
+
+
+def propagated_noise(P: Sequence[np.ndarray], cov: np.ndarray,
+                     basis: np.ndarray | None = None) -> np.ndarray:
+    """``(R+1, S, d, c)`` variances of the coordinates of ``sum_{s<r} P_{r-1}...P_{s+1} z_s``.
+
+    ``z_s`` are martingale differences (zero mean given the past) with conditional
+    covariances at most ``cov[s]`` (``(R, S, c, d, d)``: per start and column), so the
+    covariance follows ``Sigma_{r+1} = P_r Sigma_r P_r^T + cov[r]`` exactly (the cross terms
+    vanish). docs/theory.md §12.3.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 5 or len(P) != cov.shape[0]:
+        raise ValueError(f"P, cov: need R maps and (R, S, c, d, d) covariances, got {len(P)} "
+                         f"and {cov.shape}")
+    R, S, c, d, _ = cov.shape
+    V = np.eye(d) if basis is None else np.asarray(basis, dtype=np.float64)
+    sig = np.zeros((S, c, d, d))
+    out = [np.zeros((S, d, c))]
+    for r, Pr in enumerate(P):
+        Pr = np.asarray(Pr, dtype=np.float64)
+        sig = Pr @ sig @ Pr.T + cov[r]
+        out.append(np.einsum("di,sjde,ei->sij", V, sig, V))
+    return np.stack(out)
+
+
+__all__ += ["aggregation_weights", "last_step_mean", "modal_deviation", "propagated_noise"]
 
 
 # ------------------------------------------ compressed map (deterministic prediction)

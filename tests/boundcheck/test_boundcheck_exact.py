@@ -61,6 +61,19 @@ def test_exact_bound_holds_on_random_configurations(N, E, frac, policy, part, ba
             assert variant.holds
 
 
+def test_coordinatewise_bound_is_tighter_than_adding_error_norms(ridge):
+    cfg = ridge.config(algorithm="feddlr", policy_down="fixed:1", policy_up="fixed:1",
+                       local_steps=3, rounds=8, batch_size=None)
+    etas = validate_config(cfg, ridge)
+    runs = run_seeds(cfg, ridge, [0, 1])
+    variant, parts = exact_variant(runs, cfg, ridge, etas)
+    assert variant.holds and parts.modal is not None
+    assert parts.modal.err_client_gap < 1e-9  # the client error is recomputed exactly
+    modal = parts.modal.bound_dist_sq
+    assert np.all(modal[1:] < parts.norm_bound[1:])
+    assert np.max(variant.ratio) < 0.8 * np.max(parts.norm_bound / runs.measured_dist_sq)
+
+
 def test_compressed_map_is_the_simulators_full_batch_feddlr(ridge):
     import fl_sim
     from theory.quadratic import LeastSquaresClients, compressed_trajectory, round_maps

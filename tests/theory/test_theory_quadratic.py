@@ -12,10 +12,15 @@ import pytest
 from theory.quadratic import (
     AffineRound,
     LeastSquaresClients,
+    aggregation_weights,
     bias,
     compression_deviation,
     exact_moments,
+    last_step_mean,
     mean_square_contraction,
+    mean_square_operator,
+    modal_deviation,
+    propagated_noise,
     round_maps,
 )
 
@@ -187,3 +192,105 @@ def test_invalid_inputs_name_the_parameter():
     with pytest.raises(ValueError, match="etas"):
         round_maps(cl, np.full(3, 0.01), 2)
     assert isinstance(round_maps(cl, np.full(2, 0.01), 2)[0], AffineRound)
+
+
+def test_mean_square_operator_generalises_the_contraction():
+    cl = _clients(seed=11)
+    eta_r = np.full(2, _eta(cl))
+    P = round_maps(cl, eta_r, 2)[0].P
+    np.testing.assert_allclose(mean_square_operator(cl, eta_r, None), P @ P, atol=1e-14)
+    u = np.linalg.qr(np.random.default_rng(12).normal(size=(3, 3)))[0]
+    for b, scheme, K in [(2, "full", None), (None, "scheme1", 2), (3, "scheme2", 2)]:
+        parts = sum(mean_square_operator(cl, eta_r, b, scheme, K, np.outer(u[:, i], u[:, i]))
+                    for i in range(3))  # sum_i E[M^T u_i u_i^T M] = E[M^T M]
+        T = mean_square_operator(cl, eta_r, b, scheme, K)
+        np.testing.assert_allclose(parts, T, rtol=1e-12, atol=1e-14)
+        assert np.max(np.linalg.eigvalsh(T - P @ P)) > 1e-6  # randomness adds mean square
+
+
+def test_last_step_mean_matches_monte_carlo_and_full_batch():
+    cl = _clients(seed=12, sizes=[5, 7, 6])
+    rng = np.random.default_rng(13)
+    ids = np.array([0, 2, 2])
+    a = aggregation_weights(cl.p, ids, "scheme1", 3)
+    np.testing.assert_allclose(a, [1 / 3] * 3)
+    np.testing.assert_allclose(aggregation_weights(cl.p, [1, 2], "scheme2", 2), cl.p[[1, 2]] * 1.5)
+    np.testing.assert_allclose(aggregation_weights(cl.p, [0, 1, 2], "full", None), cl.p)
+    W_prev = rng.normal(size=(3, 3, 2))
+    eta, b, reps = 0.05, 2, 20000
+    mean = last_step_mean(cl, W_prev, ids, a, eta)
+    agg = np.zeros((reps, 3, 2))
+    full = np.zeros((3, 2))
+    for w, k, ak in zip(W_prev, ids, a, strict=True):
+        x, y = cl.X[k], cl.Y[k]
+        idx = rng.integers(0, x.shape[0], size=(reps, b))
+        xb, yb = x[idx], y[idx]
+        g = np.einsum("mbd,mbc->mdc", xb, np.einsum("mbd,dc->mbc", xb, w) - yb) / b
+        agg += ak * (w - eta * (g + cl.lam * w))
+        full += ak * (w - eta * (x.T @ (x @ w - y) / x.shape[0] + cl.lam * w))
+    np.testing.assert_allclose(mean, full, rtol=1e-12)  # full batch: the step itself
+    se = agg.std(axis=0) / np.sqrt(reps)
+    assert np.all(np.abs(agg.mean(axis=0) - mean) <= 5 * se)
+
+
+def test_modal_deviation_recursion_and_validation():
+    P = [np.diag([0.5, 0.4])] * 2
+    xi = np.array([[[0.7], [0.2]], [[0.2], [0.2]]])  # (R=2, d=2, c=1)
+    a = modal_deviation(P, xi)
+    np.testing.assert_allclose(a[1, :, 0], [0.7, 0.2])
+    np.testing.assert_allclose(a[2, :, 0], [0.55, 0.28])
+    rot = np.array([[0.0, 1.0], [1.0, 0.0]])  # the basis swaps the coordinates
+    np.testing.assert_allclose(modal_deviation(P, xi, rot)[2, :, 0], [0.48, 0.30])
+    with pytest.raises(ValueError, match="xi: must be >= 0"):
+        modal_deviation(P, -xi)
+    with pytest.raises(ValueError, match="P, xi"):
+        modal_deviation(P[:1], xi)
+
+
+def test_modal_deviation_bounds_a_deterministic_compressed_run():
+    from theory.quadratic import compressed_trajectory, truncate
+
+    cl = _clients(seed=17, d=4, c=3)
+    E = 2
+    rm = round_maps(cl, np.full(E, _eta(cl)), E)[0]
+    _, V = np.linalg.eigh(rm.P)
+    W0 = np.random.default_rng(18).normal(size=(4, 3))
+    R = 8
+    W = compressed_trajectory(rm, W0, R, "fixed:1", "fixed:2")
+    v = rm.trajectory(W0, R)
+    xi = []
+    for r in range(R):
+        start = truncate(W[r], "fixed:1")
+        ybar = np.tensordot(cl.p, rm.P_clients @ start + rm.c_clients, 1)
+        xi.append(np.abs(V.T @ (rm.P @ (start - W[r]) + W[r + 1] - ybar)))
+    a = modal_deviation([rm.P] * R, np.array(xi), V)
+    gap = np.abs(np.einsum("di,rdc->ric", V, W - v))
+    assert np.all(gap <= a + 1e-12) and np.max(gap[1]) > 0.1
+    np.testing.assert_allclose(gap[1], a[1], rtol=1e-10)  # one round: exact
+
+
+def test_propagated_noise_is_the_covariance_recursion():
+    rng = np.random.default_rng(19)
+    P = [np.diag([0.5, 0.9]), np.array([[0.6, 0.1], [0.1, 0.7]])]
+    B = rng.normal(size=(2, 1, 1, 2, 2))
+    cov = B @ np.swapaxes(B, -1, -2)  # (R=2, S=1, c=1, 2, 2) PSD
+    out = propagated_noise(P, cov)
+    sig1 = cov[0, 0, 0]
+    sig2 = P[1] @ sig1 @ P[1].T + cov[1, 0, 0]
+    np.testing.assert_allclose(out[1, 0, :, 0], np.diag(sig1))
+    np.testing.assert_allclose(out[2, 0, :, 0], np.diag(sig2))
+    assert np.all(out[0] == 0.0)
+    with pytest.raises(ValueError, match="P, cov"):
+        propagated_noise(P[:1], cov)
+
+
+def test_moments_by_coordinate_add_up_to_the_distance():
+    cl = _clients(seed=14)
+    E = 2
+    etas = np.full(4 * E, _eta(cl))
+    V = np.linalg.qr(np.random.default_rng(15).normal(size=(3, 3)))[0]
+    W0 = np.random.default_rng(16).normal(size=(2, 3, 2))
+    mom = exact_moments(cl, etas, E, W0, 2, "scheme2", 2, basis=V)
+    np.testing.assert_allclose(mom.dist_sq_modes.sum(axis=(1, 2)), mom.dist_sq, rtol=1e-12)
+    tr = np.einsum("scdd->", mom.cov) / 2  # mean over the 2 starts of tr Cov after the last round
+    assert tr == pytest.approx(mom.cov_trace[-1], rel=1e-12)
