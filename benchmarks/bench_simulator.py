@@ -7,9 +7,10 @@ Prints, from one run, for the workload ``fl_sim.presets.BENCH_CONFIG`` with hidd
 layers [200, 200] (100 clients on digits, MLP 64-200-200-10, E = 10 local steps of
 B = 10 samples, full participation):
 
-1. local training of one round (``sim.trainer.train`` called directly), vectorized
-   (``torch.func.vmap``) against sequential (a Python loop over clients), and whole
-   FedAvg rounds (``RoundRecord.seconds`` from ``fl_sim.run``) both ways
+1. local training of one round (``sim.trainer.train`` called directly): the fused MLP
+   trainer (the default, ``LocalTrainer.fused``), ``torch.func.vmap`` of autograd
+   (``fused=False``) and sequential (a Python loop over clients), and whole FedAvg
+   rounds (``RoundRecord.seconds`` from ``fl_sim.run``), vectorized and sequential
    (target: vectorized >= 5x faster);
 2. the round's FLOP count (computed from the layer shapes) against the machine's matmul
    rate measured in the same run (one 1024 x 1024 ``torch.mm``, and batched ``torch.bmm``
@@ -17,7 +18,9 @@ B = 10 samples, full participation):
    ``measured / bound`` (target: within 1.5x of the bound at the workload's bmm rate);
 3. the share of a FedDLR round spent compressing (``compress_seconds / seconds`` of the
    round records; ratio:0.25 on both sides, classifier sent dense) with the exact SVD,
-   the randomized SVD and the warm-started ``subspace`` method (target <= 10%);
+   the randomized SVD and the warm-started ``subspace`` method (target <= 10%), the
+   last also with the autograd trainer, and the floor of ``subspace``: its matrix
+   products alone;
 4. peak memory of one round with 1,000 participants for every algorithm, each in a
    fresh subprocess, against one stack of the 1,000 models (target <= 3x), chunked
    (``SimConfig.chunk_size``, default) and all at once; and a round of an
@@ -38,6 +41,8 @@ top of :func:`main` (CUDA when present unless ``--device`` says otherwise).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -48,6 +53,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from round_probe import (
@@ -63,6 +69,7 @@ from round_probe import (
 import fl_sim
 from fl_sim.algorithms.base import broadcast
 from fl_sim.device import resolve_device
+from fl_sim.local_training import LocalTrainer
 from fl_sim.presets import BENCH_CONFIG
 from fl_sim.report import code_version
 from lowrank import compress_matrix, compress_state, randomized_svd
@@ -97,8 +104,12 @@ def bench_vectorization(device: torch.device, quick: bool) -> dict:
     k = cfg.num_clients
     clients = torch.arange(k)
     out = {}
-    for vectorized, repeats in ((True, 5 if quick else 9), (False, 2 if quick else 3)):
-        sim = fl_sim.setup(cfg.replace(vectorized=vectorized))
+    for label, changes, repeats in (
+            ("fused (default)", {}, 5 if quick else 9),
+            ("vmap of autograd", {"fused": False}, 5 if quick else 9),
+            ("sequential (loop)", {"vectorized": False}, 2 if quick else 3)):
+        sim = fl_sim.setup(cfg.replace(vectorized=changes.get("vectorized", True)))
+        sim.trainer = dataclasses.replace(sim.trainer, **changes)
         start = broadcast(sim.initial_params(), k)
 
         def train(sim=sim, start=start):
@@ -106,12 +117,12 @@ def bench_vectorization(device: torch.device, quick: bool) -> dict:
             return sim.trainer.train(start, clients, 0, torch.Generator().manual_seed(0))
 
         times = timed(train, device, repeats)
-        out[vectorized] = statistics.median(times)
-        label = "vectorized (vmap)" if vectorized else "sequential (loop)"
-        print(f"  trainer.train  {label:18s} median {ms(out[vectorized])}  "
+        out[label] = statistics.median(times)
+        print(f"  trainer.train  {label:18s} median {ms(out[label])}  "
               f"(min {ms(min(times))}, {repeats} runs after 1 warm-up)")
-    speedup = out[False] / out[True]
-    print(f"  speed-up sequential/vectorized: {speedup:.2f}x  {verdict(speedup >= 5, '>= 5x')}")
+    speedup = out["sequential (loop)"] / out["fused (default)"]
+    print(f"  speed-up sequential/fused: {speedup:.2f}x  {verdict(speedup >= 5, '>= 5x')}; "
+          f"vmap of autograd / fused: {out['vmap of autograd'] / out['fused (default)']:.2f}x")
 
     # whole rounds (training + aggregation; evaluation is outside RoundRecord.seconds)
     rounds = {}
@@ -123,8 +134,9 @@ def bench_vectorization(device: torch.device, quick: bool) -> dict:
         print(f"  fl_sim.run round {label:10s}       median {ms(rounds[vectorized])}  "
               f"(rounds 2..{n})")
     print(f"  whole-round speed-up: {rounds[False] / rounds[True]:.2f}x")
-    return {"train_vectorized": out[True], "train_sequential": out[False],
-            "round_vectorized": rounds[True], "speedup": speedup}
+    return {"train_vectorized": out["fused (default)"], "train_autograd": out["vmap of autograd"],
+            "train_sequential": out["sequential (loop)"], "round_vectorized": rounds[True],
+            "speedup": speedup}
 
 
 # --------------------------------------------------------------------------- [2]
@@ -151,7 +163,7 @@ def matmul_rate(device: torch.device, shapes: list[tuple[tuple[int, ...], tuple[
     return flops / t, flops
 
 
-def bench_flop_bound(device: torch.device, quick: bool, measured: float,
+def bench_flop_bound(device: torch.device, quick: bool, measured: dict[str, float],
                      shapes: list[tuple[int, int]]) -> None:
     k, e, b = WORKLOAD.num_clients, WORKLOAD.local_steps, WORKLOAD.batch_size
     macs = sum(i * o for i, o in shapes)
@@ -177,10 +189,13 @@ def bench_flop_bound(device: torch.device, quick: bool, measured: float,
     for label, rate, target in (("1024x1024 mm rate", rate_mm, None),
                                 ("workload bmm rate", rate_step, 1.5)):
         bound = nominal / rate
-        ratio = measured / bound
-        end = "" if target is None else "  " + verdict(ratio <= target, f"<= {target}x")
-        print(f"  bound at the {label}: bound_seconds = {bound * 1e3:.1f} ms; measured "
-              f"vectorized {measured * 1e3:.1f} ms = {ratio:.2f}x the bound{end}")
+        for trainer, key in (("fused", "train_vectorized"), ("vmap of autograd",
+                                                             "train_autograd")):
+            ratio = measured[key] / bound
+            end = "" if target is None or key != "train_vectorized" else "  " + verdict(
+                ratio <= target, f"<= {target}x")
+            print(f"  bound at the {label}: bound_seconds = {bound * 1e3:.1f} ms; measured "
+                  f"{trainer} {measured[key] * 1e3:.1f} ms = {ratio:.2f}x the bound{end}")
 
 
 # --------------------------------------------------------------------------- [3]
@@ -190,8 +205,14 @@ def bench_compression_share(device: torch.device, quick: bool) -> None:
     print(f"\n[3] share of a feddlr round spent compressing (ratio:0.25 down and up, "
           f"*out* dense; rounds 2..{n})")
     base = WORKLOAD.replace(device=str(device), rounds=n, eval_every=n, **FEDDLR)
-    for method in METHODS:
-        h = fl_sim.run(base.replace(method=method)).history
+    for method, fused in [(m, True) for m in METHODS] + [("subspace", False)]:
+        if fused:
+            h = fl_sim.run(base.replace(method=method)).history
+        else:  # the same run with the autograd trainer (LocalTrainer.fused=False)
+            with mock.patch.object(fl_sim.simulator, "LocalTrainer",
+                                   functools.partial(LocalTrainer, fused=False)):
+                h = fl_sim.run(base.replace(method=method)).history
+            print("  with the vmap-of-autograd trainer (LocalTrainer.fused=False):")
         recs = h.records[1:]  # round 1 is the warm-up (and "subspace" starts from exact)
         shares = [r.compress_seconds / r.seconds for r in recs]
         share = statistics.median(shares)
@@ -206,7 +227,7 @@ def bench_compression_share(device: torch.device, quick: bool) -> None:
               f"median {share * 100:.1f}%  {verdict(share <= 0.10, '<= 10%')}")
         print(f"             ranks sent up {ranks}; err_client last round "
               f"{recs[-1].err_client:.5f}")
-        if method == "subspace":
+        if method == "subspace" and fused:
             rest = statistics.median(r.seconds - r.compress_seconds for r in recs)
             floor = products_floor(device, base.num_clients, recs[-1].ranks_up,
                                    fl_sim.setup(base.replace(rounds=1)), 3 if quick else 7)
@@ -495,7 +516,7 @@ def main() -> None:
     if 1 in only or 2 in only:
         r1 = bench_vectorization(device, args.quick)
         if 2 in only:
-            bench_flop_bound(device, args.quick, r1["train_vectorized"], shapes)
+            bench_flop_bound(device, args.quick, r1, shapes)
     if 3 in only:
         bench_compression_share(device, args.quick)
     if memory is not None:
