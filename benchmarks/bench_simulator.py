@@ -32,8 +32,10 @@ B = 10 samples, full participation):
    the previous round's basis;
 6. fl_sim against Flower's simulation engine, only when ``flwr`` is installed.
 
-Timing: ``time.perf_counter`` (after ``torch.cuda.synchronize`` on CUDA), warm-up calls
-first, then the median of several repeats (fewer with ``--quick``); the number of
+Timing: ``time.perf_counter`` (after ``torch.cuda.synchronize`` on CUDA), or with
+``--clock cpu`` the process's CPU time (``round_probe.use_clock``: on a shared machine,
+with ``--threads 1``), warm-up calls first, then the median of several repeats (fewer
+with ``--quick``); the number of
 intra-op threads and the load average are printed. The device is chosen once, at the
 top of :func:`main` (CUDA when present unless ``--device`` says otherwise).
 """
@@ -64,6 +66,7 @@ from round_probe import (
     reset_peak_rss,
     stack_bytes,
     timed,
+    use_clock,
 )
 
 import fl_sim
@@ -491,6 +494,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads(N); default: torch's own default")
+    parser.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                        help="wall time, or the process's CPU time (shared machine, "
+                             "--threads 1, CPU device)")
     parser.add_argument("--only", nargs="+", type=int, default=None,
                         help="run only these sections (1-6)")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -499,6 +505,7 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    use_clock(args.clock)
     if args._child is not None:
         memory_child(args._child, device)
         return
@@ -509,7 +516,8 @@ def main() -> None:
           f"{platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
           f"torch.get_num_threads() = {torch.get_num_threads()}, device {device}{gpu}, "
           f"commit {code_version()}")
-    print(f"{'--quick, ' if args.quick else ''}median of repeats after warm-up; load average "
+    print(f"{'--quick, ' if args.quick else ''}median of repeats after warm-up, "
+          f"{'CPU time of the process' if args.clock == 'cpu' else 'wall time'}; load average "
           f"at start {load()}")
     memory = measure_memory(device, torch.get_num_threads(), args.quick) if 4 in only else None
     shapes = layer_shapes(fl_sim.setup(WORKLOAD.replace(device=str(device))))

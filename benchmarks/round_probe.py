@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,18 +25,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_clock: Callable[[], float] = time.perf_counter
+
+
+def use_clock(name: str) -> None:
+    """Time with the wall clock (``"wall"``, the default) or the process's CPU time (``"cpu"``).
+
+    On a shared machine other processes stretch wall times several-fold (the load
+    average is printed by every script); a single-threaded process's CPU time
+    (``time.process_time``, with ``--threads 1``, on a CPU device) is stretched far
+    less. ``"cpu"`` also makes the simulator's own timers (``RoundRecord.seconds``,
+    ``compress_seconds``) read CPU time, by replacing their module's ``time`` for this
+    process.
+    """
+    global _clock
+    if name not in ("wall", "cpu"):
+        raise ValueError(f"clock: expected 'wall' or 'cpu', got {name!r}")
+    _clock = time.perf_counter if name == "wall" else time.process_time
+    if name == "cpu":
+        from fl_sim import simulator
+        from fl_sim.algorithms import model_compression, update_compression
+
+        cpu = types.SimpleNamespace(perf_counter=time.process_time)
+        for module in (simulator, model_compression, update_compression):
+            module.time = cpu
+
+
 def timed(fn: Callable[[], object], device: torch.device, repeats: int,
           warmup: int = 1) -> list[float]:
-    """Wall times of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    """Times of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls (:func:`use_clock`)."""
     for _ in range(warmup):
         fn()
     sync(device)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(_clock() - t0)
     return times
 
 
@@ -82,10 +109,11 @@ def prepare(config: fl_sim.SimConfig, data=None) -> tuple[fl_sim.Simulation, Ser
 def one_round(sim: fl_sim.Simulation, state: ServerState, r: int):
     """Round ``r`` (from 0) as ``fl_sim.run`` makes it: participants, training, algorithm.
 
-    Returns the new state, the round's comms and its wall time (device synchronized).
+    Returns the new state, the round's comms and its time (device synchronized;
+    :func:`use_clock`).
     """
     cfg = sim.config
-    t0 = time.perf_counter()
+    t0 = _clock()
     p = torch.as_tensor(sim.data.weights, dtype=torch.float64)
     part = sample_participants(p, cfg.participation, cfg.clients_per_round, sim.streams.sampling)
 
@@ -95,4 +123,4 @@ def one_round(sim: fl_sim.Simulation, state: ServerState, r: int):
     ctx = RoundContext(part, train, sim.streams.compression, sim.data.num_clients)
     state, comms = sim.algorithm.round(state, ctx)
     sync(sim.device)
-    return state, comms, time.perf_counter() - t0
+    return state, comms, _clock() - t0
