@@ -11,7 +11,10 @@ Prints, from one run:
    and ``torch.linalg.svd`` against ``compress_matrix`` on the same batch;
 2. randomized SVD (rank 32, oversampling p = 10, q = 2 power iterations) against the
    exact SVD on 1024 x 1024 (target: >= 5x faster), with the relative Frobenius error
-   of each, on a matrix with a decaying spectrum and on a Gaussian matrix.
+   of each, on a matrix with a decaying spectrum and on a Gaussian matrix;
+3. the finiteness check of 100 x 200 x 200 floats (a layer of 100 clients' models):
+   ``torch.isfinite(x).all()`` against ``lowrank._validation.all_finite`` (one
+   summation), whole and per client (``--only 3`` runs this section alone).
 
 Timing: ``time.perf_counter``, warm-up runs first, then the best (minimum) of
 ``--repeats`` runs, which is the least disturbed by other processes on the machine.
@@ -34,6 +37,7 @@ import torch
 
 from fl_sim.device import resolve_device
 from lowrank import FixedRank, compress_matrix
+from lowrank._validation import all_finite
 
 DEVICE = torch.device("cpu")  # set once in main()
 
@@ -131,13 +135,29 @@ def bench_randomized(repeats: int) -> None:
               f"{verdict(t_exact / t_rand, 5)}")
 
 
+def bench_finite(repeats: int) -> None:
+    print("\n[3] finiteness check of 100 x 200 x 200 float32 (one layer of 100 clients' models)")
+    x = torch.randn(100, 200, 200, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    rows = x.reshape(100, -1)
+    for label, ref, fast in (
+            ("whole tensor", lambda: bool(torch.isfinite(x).all()), lambda: bool(all_finite(x))),
+            ("per client  ", lambda: torch.isfinite(rows).all(dim=1),
+             lambda: all_finite(rows, dim=1))):
+        t_ref, t_fast = best_of(ref, repeats * 2), best_of(fast, repeats * 2)
+        print(f"  {label}  isfinite(x).all() {t_ref * 1e3:7.2f} ms   all_finite {t_fast * 1e3:6.2f}"
+              f" ms   {t_ref / t_fast:5.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads(N); default: torch's own default")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (best is kept)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    parser.add_argument("--only", nargs="+", type=int, default=None,
+                        help="run only these sections (1-3)")
     args = parser.parse_args()
+    only = set(args.only or (1, 2, 3))
     global DEVICE
     DEVICE = resolve_device(args.device)  # the device, chosen once
     if args.threads is not None:
@@ -147,8 +167,12 @@ def main() -> None:
           f"torch.get_num_threads() = {torch.get_num_threads()}, device {DEVICE}")
     print(f"best of {args.repeats} after 1 warm-up; load average at start "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    bench_batched(args.repeats)
-    bench_randomized(args.repeats)
+    if 1 in only:
+        bench_batched(args.repeats)
+    if 2 in only:
+        bench_randomized(args.repeats)
+    if 3 in only:
+        bench_finite(args.repeats)
     print(f"\nload average at end {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
