@@ -1,7 +1,7 @@
 """fl_sim against Flower's simulation engine on one workload (a script, not a test).
 
     .venv/bin/python benchmarks/bench_flower.py [--rounds R] [--clients N] [--quick]
-                                                [--json PATH]
+                                                [--threads T] [--json PATH]
 
 For FedAvg and FedDLR (ratio:0.25 on both links, classifier dense) on
 ``fl_sim.presets.BENCH_CONFIG`` (digits IID, MLP 64-200-200-10, E = 10 steps of B = 10,
@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 
+import torch
 from tabulate import tabulate
 
 from fl_sim import run
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=BENCH_CONFIG.num_clients)
     ap.add_argument("--quick", action="store_true", help="20 clients, 3 rounds")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of this process (fl_sim and Flower's ServerApp; "
+                         "default 1: Ray runs each ClientApp on 1 CPU, and on a shared "
+                         "machine several intra-op threads of fl_sim mostly wait for each "
+                         "other); 0 keeps torch's default")
     args = ap.parse_args(argv)
     if importlib.util.find_spec("flwr") is None:
         print("flwr is not installed: pip install -e '.[flower]' to run this benchmark")
@@ -51,12 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     rounds, clients = (3, 20) if args.quick else (args.rounds, args.clients)
     if rounds < 2:
         ap.error("--rounds: needs >= 2 (round 1 is warm-up)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = BENCH_CONFIG.replace(num_clients=clients, rounds=rounds, device="cpu")
     print(f"commit {code_version()}; command: python benchmarks/bench_flower.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     load_start = list(os.getloadavg())
     print(f"workload: BENCH_CONFIG with {clients} clients, {rounds} rounds, CPU, "
-          f"{os.cpu_count()} cores, load average {load_start[0]:.1f} at start\n")
+          f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, load average "
+          f"{load_start[0]:.1f} at start\n")
     rows, results = [], {}
     for algo in ALGORITHMS:
         cfg = base.replace(algorithm=algo)
@@ -95,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, {"commit": code_version(), "clients": clients, "rounds": rounds,
                                "load_start": load_start, "load_end": list(load_end),
+                               "torch_threads": torch.get_num_threads(),
                                "results": results})
     return 0
 

@@ -35,7 +35,7 @@ from ..history import History
 from .ledger import FlowerLedger
 from .local import check_supported
 from .run_config import FlowerOptions, to_run_config
-from .server_app import output_paths
+from .server_app import output_paths, read_outputs
 
 __all__ = ["LocalDeployment", "deploy", "free_port", "port_is_free"]
 
@@ -369,10 +369,4 @@ def deploy(config: SimConfig, options: FlowerOptions | None = None, *, supernode
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    if not ledger_path.exists():
-        raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger "
-                           f"(see {local.log_dir}/flwr-run.log)")
-    ledger = FlowerLedger.load_json(ledger_path)
-    if ledger.error is not None:
-        raise RuntimeError(ledger.error)
-    return History.load_json(history_path), ledger
+    return read_outputs(config, f"{local.log_dir}/flwr-run.log")

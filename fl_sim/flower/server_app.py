@@ -27,7 +27,8 @@ from .local import check_supported
 from .run_config import FlowerOptions, from_run_config
 from .strategy import FlSimStrategy
 
-__all__ = ["app", "connect_nodes", "make_server_app", "output_paths", "run_server"]
+__all__ = ["app", "connect_nodes", "make_server_app", "output_paths", "read_outputs",
+           "run_server"]
 
 logger = logging.getLogger("flwr")
 
@@ -38,6 +39,20 @@ def output_paths(config: SimConfig) -> tuple[Path, Path]:
         raise ValueError("output_dir: a Flower run writes its history there; give one")
     out = Path(config.output_dir)
     return out / f"{config.algorithm}.history.json", out / f"{config.algorithm}.flower.json"
+
+
+def read_outputs(config: SimConfig, log_hint: str) -> tuple[History, FlowerLedger]:
+    """The history and ledger a finished run wrote; its one-line error if it stopped early.
+
+    ``log_hint`` says where the log is, for a run that wrote no ledger at all.
+    """
+    history_path, ledger_path = output_paths(config)
+    if not ledger_path.exists():
+        raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see {log_hint})")
+    ledger = FlowerLedger.load_json(ledger_path)
+    if ledger.error is not None:
+        raise RuntimeError(ledger.error)
+    return History.load_json(history_path), ledger
 
 
 def connect_nodes(grid: Grid, num_clients: int, timeout: float) -> dict[int, int]:

@@ -26,7 +26,7 @@ from .client_app import make_client_app
 from .ledger import FlowerLedger
 from .local import check_supported
 from .run_config import FlowerOptions
-from .server_app import make_server_app, output_paths
+from .server_app import make_server_app, output_paths, read_outputs
 
 __all__ = ["simulate", "simulate_many"]
 
@@ -131,13 +131,4 @@ def simulate_many(configs: Sequence[SimConfig], options: FlowerOptions | None = 
     finally:
         if ray.is_initialized():  # Flower shuts Ray down unless the run failed early
             ray.shutdown()
-    out = []
-    for history_path, ledger_path in paths:
-        if not ledger_path.exists():
-            raise RuntimeError(f"{ledger_path}: the ServerApp wrote no ledger (see the log "
-                               f"above)")
-        ledger = FlowerLedger.load_json(ledger_path)
-        if ledger.error is not None:
-            raise RuntimeError(ledger.error)
-        out.append((History.load_json(history_path), ledger))
-    return out
+    return [read_outputs(config, "the log above") for config in configs]

@@ -2,9 +2,9 @@
 
 2-round, 3-client runs of fedavg, feddlr, feddlr_ef, fedhm and fedmud, all in one start
 of the simulation engine, have fl_sim's payload bytes per round and participant and its
-accuracy within 0.5 point; a local deployment with 2
-SuperNodes does too, and ends every process it started; with one SuperNode killed
-mid-round it finishes within its timeouts, naming the failed client.
+accuracy within 0.5 point; a local deployment with 2 SuperNodes running feddlr_ef (client
+state in Context.state) does too, and ends every process it started; with one SuperNode
+killed mid-round it finishes within its timeouts, naming the failed client.
 """
 
 import math
@@ -94,11 +94,13 @@ def _check_all_ended(local) -> None:
 
 @pytest.mark.timeout(300)
 def test_local_deployment_matches_fl_sim_and_ends_its_processes(tmp_path):
-    """topk_ef: its error-feedback residuals live in the nodes' Context state across rounds.
+    """feddlr_ef: each client's replica, g_k and synced round live in its node's Context
+    state across rounds (each round a fresh ClientApp process).
 
-    Node 0 serves clients 0 and 2; a residual lost between rounds would change round 2.
+    Node 0 serves clients 0 and 2; in round 2 each client applies the round's change to
+    the replica it kept, and a client whose state was lost would refuse it (a failure).
     """
-    cfg = SMALL.replace(algorithm="topk_ef", output_dir=str(tmp_path))
+    cfg = SMALL.replace(algorithm="feddlr_ef", output_dir=str(tmp_path))
     started = []
     options = FlowerOptions(round_timeout=120, connect_timeout=120)
     history, ledger = deploy(cfg, options, supernodes=2, startup_timeout=60,
