@@ -42,9 +42,12 @@ notebooks: venv
 
 # The solution notebooks run once, here, with nbmake; --overwrite keeps their outputs in
 # $(SOLUTIONS_DIR), where `make docs` takes them instead of executing them again.
+# The kernels get matplotlib's inline backend (not Agg) so that the figures are outputs.
+INLINE := module://matplotlib_inline.backend_inline
 test: venv lint solutions
-	MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests \
-		$(if $(NOTEBOOKS),--nbmake --nbmake-timeout=240 --overwrite \
+	MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests
+	$(if $(NOTEBOOKS),MPLBACKEND=$(INLINE) $(PY) -m pytest -q -p no:cacheprovider \
+		--nbmake --nbmake-timeout=240 --overwrite \
 		$(addprefix $(SOLUTIONS_DIR)/,$(notdir $(NOTEBOOKS:.py=.ipynb))))
 	MPLBACKEND=Agg $(COURSE) check --jobs 2 $(NOTEBOOKS)
 
@@ -60,7 +63,7 @@ course-check: venv
 # The site (docs/conf.py): Sphinx + myst-nb + numpydoc, warnings are errors. Notebooks
 # without a current executed copy in $(SOLUTIONS_DIR) are executed during the build.
 docs: venv
-	MPLBACKEND=Agg $(PY) -m sphinx -W --keep-going -q -b html -c docs . $(SITE_DIR)
+	MPLBACKEND=$(INLINE) $(PY) -m sphinx -W --keep-going -q -b html -c docs . $(SITE_DIR)
 
 # Headless Chromium (Debian's chromium + chromium-driver) on the home page and a tutorial.
 site-check: venv

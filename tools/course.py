@@ -13,6 +13,7 @@ Commands (``python -m tools.course --help``)::
     python -m tools.course solutions --out build/course/solutions notebooks/0*.py
     python -m tools.course student   --out build/course/student   notebooks/0*.py
     python -m tools.course check notebooks/0*.py       # every check fails unsolved
+    python -m tools.course times build/course/solutions/*.ipynb   # run time of each
     python -m tools.course browser build/site --shots runs/ci/TIME   # headless Chromium
 
 ``site_reads`` is the reader the Sphinx site (``docs/conf.py``) uses for the sources: the
@@ -447,6 +448,27 @@ def site_reads(text: str, **kwargs: object) -> NotebookNode:
     return nb
 
 
+def run_seconds(nb: NotebookNode) -> float | None:
+    """Wall time of an executed notebook, from the cell timestamps nbclient records.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed notebook (e.g. ``build/course/solutions/01_x.ipynb`` after ``make test``).
+
+    Returns
+    -------
+    float or None
+        Seconds from the first cell's start to the last cell's reply; None if not executed.
+    """
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(e[key].replace("Z", "+00:00"))
+              for c in nb.cells for e in [c.get("metadata", {}).get("execution", {})]
+              for key in ("iopub.execute_input", "shell.execute_reply") if key in e]
+    return (max(stamps) - min(stamps)).total_seconds() if stamps else None
+
+
 # --------------------------------------------------------------------------- the browser check
 
 
@@ -568,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("sources", nargs="+")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
+    p = sub.add_parser("times", help="run time of executed notebooks (cell timestamps)")
+    p.add_argument("notebooks", nargs="+")
     p = sub.add_parser("browser", help="open site pages in headless Chromium, screenshots")
     p.add_argument("site")
     p.add_argument("--pages", nargs="+",
@@ -598,6 +622,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad = sum(not r.ok for r in reports)
         print(f"{len(reports) - bad} passed, {bad} failed")
         return 1 if bad else 0
+    if args.command == "times":
+        for path in args.notebooks:
+            seconds = run_seconds(nbformat.read(path, as_version=4))
+            print(f"{path}: " + ("not executed" if seconds is None else f"{seconds:.0f} s"))
+        return 0
     reports = browse(args.site, args.pages, args.shots)
     failed = 0
     for r in reports:

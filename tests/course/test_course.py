@@ -188,3 +188,14 @@ def test_browser_check_sees_raw_math_and_broken_figures(tmp_path):
     assert (report.images, report.broken_images) == (1, 1)
     assert report.raw_math and "$$x^2$$" in report.raw_math[0]
     assert Path(report.screenshot).stat().st_size > 1000
+
+
+def test_run_seconds_spans_first_start_to_last_reply():
+    cells = [nbformat.v4.new_code_cell("a"), nbformat.v4.new_code_cell("b"),
+             nbformat.v4.new_markdown_cell("text")]
+    cells[0].metadata["execution"] = {"iopub.execute_input": "2026-11-30T08:00:00.000Z",
+                                      "shell.execute_reply": "2026-11-30T08:00:01.000Z"}
+    cells[1].metadata["execution"] = {"iopub.execute_input": "2026-11-30T08:00:01.500Z",
+                                      "shell.execute_reply": "2026-11-30T08:00:02.500Z"}
+    assert course.run_seconds(nbformat.v4.new_notebook(cells=cells)) == 2.5
+    assert course.run_seconds(nbformat.v4.new_notebook(cells=cells[2:])) is None
