@@ -28,12 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..algorithms import make_algorithm
 from ..config import SimConfig
 from ..federated_data import data_from_config
 from ..history import History
 from .ledger import FlowerLedger
-from .local import check_supported
+from .protocols import check_runnable
 from .run_config import FlowerOptions, to_run_config
 from .server_app import output_paths, read_outputs
 
@@ -349,7 +348,7 @@ def deploy(config: SimConfig, options: FlowerOptions | None = None, *, supernode
         A run that stopped early raises ``RuntimeError`` with the one-line error.
     """
     options = options or FlowerOptions()
-    check_supported(make_algorithm(config))  # before any process starts
+    check_runnable(config)  # before any process starts
     history_path, ledger_path = output_paths(config)
     for path in (history_path, ledger_path):
         path.unlink(missing_ok=True)

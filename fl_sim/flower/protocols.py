@@ -61,10 +61,19 @@ from lowrank import state_nbytes
 from lowrank.baselines import DensePayload
 from lowrank.state import resolve_policy
 
-from ..algorithms import FedDLREF, FedHM, FedMUD, ModelCompression, RoundContext, ServerState
+from ..algorithms import (
+    FedDLREF,
+    FedHM,
+    FedMUD,
+    ModelCompression,
+    RoundContext,
+    ServerState,
+    make_algorithm,
+)
 from ..algorithms.base import weighted_sum
 from ..algorithms.catch_up import SLOT, catch_up_bytes, ledger_slot
 from ..algorithms.fedmud import SEED_BYTES, frozen_factors
+from ..config import SimConfig
 from ..models import factorized_layers
 from ..params import Params
 from ..participation import Participation
@@ -72,6 +81,7 @@ from ..simulator import Simulation
 from .codec import Decoded, decode
 from .local import (
     check_family,
+    check_supported,
     client_generator,
     client_update,
     server_aggregate,
@@ -80,7 +90,8 @@ from .local import (
 )
 
 __all__ = ["Aggregate", "ClientRound", "Downlink", "FamilyProtocol", "FedDLREFProtocol",
-           "FedHMProtocol", "FedMUDProtocol", "Protocol", "Send", "protocol_for"]
+           "FedHMProtocol", "FedMUDProtocol", "Protocol", "Send", "check_runnable",
+           "protocol_for"]
 
 PAYLOAD = "payload"  # the record every downlink and uplink has
 
@@ -542,6 +553,14 @@ class FedDLREFProtocol(Protocol):
             g[n][clients] = 0  # both sides restart the client's uplink memory
         return ServerState(params=state.params, round=state.round,
                            memory={**state.memory, "g": g})
+
+
+def check_runnable(config: SimConfig) -> None:
+    """A one-line error, before any process starts, if ``config`` cannot run on Flower."""
+    alg = check_supported(make_algorithm(config))
+    if isinstance(alg, FedDLREF | FedMUD) and config.participation == "scheme1":
+        raise ValueError(f"participation: scheme1 may list a client twice in a round; "
+                         f"fl_sim.flower runs {alg.name} with full or scheme2 participation")
 
 
 def protocol_for(sim: Simulation) -> Protocol:

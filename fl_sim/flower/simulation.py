@@ -18,13 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..algorithms import make_algorithm
 from ..config import SimConfig
 from ..federated_data import data_from_config
 from ..history import History
 from .client_app import make_client_app
 from .ledger import FlowerLedger
-from .local import check_supported
+from .protocols import check_runnable
 from .run_config import FlowerOptions
 from .server_app import make_server_app, output_paths, read_outputs
 
@@ -110,7 +109,7 @@ def simulate_many(configs: Sequence[SimConfig], options: FlowerOptions | None = 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     paths = []
     for config in configs:
-        check_supported(make_algorithm(config))  # before any process starts
+        check_runnable(config)  # before any process starts
         paths.append(output_paths(config))
     if len(set(paths)) != len(paths):
         raise ValueError("output_dir: two runs would write the same files; give each run "

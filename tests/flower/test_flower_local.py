@@ -13,7 +13,7 @@ from fl_sim import SimConfig, run
 from fl_sim.algorithms import make_algorithm
 from fl_sim.flower.codec import decode, encode
 from fl_sim.flower.local import cached_setup
-from fl_sim.flower.protocols import ClientRound, protocol_for
+from fl_sim.flower.protocols import ClientRound, check_runnable, protocol_for
 from fl_sim.flower.run_config import FlowerOptions, from_run_config, to_run_config
 from fl_sim.participation import Participation, sample_participants
 from fl_sim.presets import DEMO_CONFIG
@@ -210,6 +210,10 @@ def test_every_algorithm_has_a_protocol_and_stateful_ones_refuse_repeats():
     twice = Participation(torch.tensor([1, 1]), torch.tensor([0.5, 0.5], dtype=torch.float64))
     with pytest.raises(ValueError, match="participation: a client listed twice"):
         protocol.send(state, twice, 1)
+    for name in ("feddlr_ef", "fedmud"):  # refused before any process starts
+        with pytest.raises(ValueError, match=f"participation: scheme1 .* runs {name}"):
+            check_runnable(_config(name, participation="scheme1", clients_per_round=2))
+    check_runnable(_config("fedavg", participation="scheme1", clients_per_round=2))
 
 
 def test_ledger_round_trip_envelope_and_tables(tmp_path):
