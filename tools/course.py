@@ -490,7 +490,8 @@ class PageReport:
     raw_math : list of str
         Snippets of the page text that still hold TeX delimiters (``$$``, ``\\[``, ``\\(``).
     screenshot : str
-        Where the screenshot was saved.
+        Where the screenshot of the top of the page was saved (``NAME.png``; with a
+        figure, ``NAME-figure.png`` shows the first one).
     """
 
     page: str
@@ -566,6 +567,12 @@ def browse(site: str | Path, pages: Sequence[str], shots: str | Path,
                    for m in RAW_MATH.finditer(found["text"])]
             shot = shots / (Path(page).stem + ".png")
             driver.save_screenshot(str(shot))
+            if found["ok"]:  # a second screenshot with the first figure in view
+                driver.execute_script(
+                    "const img = document.querySelector('article img');"
+                    "window.scrollTo(0, img.getBoundingClientRect().top + window.scrollY - 200);")
+                time.sleep(0.5)
+                driver.save_screenshot(str(shots / (Path(page).stem + "-figure.png")))
             reports.append(PageReport(page, found["title"], found["math"], found["ok"],
                                       found["broken"], raw[:5], str(shot)))
     finally:
