@@ -488,7 +488,8 @@ class PageReport:
     broken_images : int
         ``<img>`` elements that did not load.
     raw_math : list of str
-        Snippets of the page text that still hold TeX delimiters (``$$``, ``\\[``, ``\\(``).
+        Snippets of the page text (code blocks left out) that still hold TeX delimiters
+        (``$$``, ``\\[``, ``\\(``).
     screenshot : str
         Where the screenshot of the top of the page was saved (``NAME.png``; with a
         figure, ``NAME-figure.png`` shows the first one).
@@ -561,8 +562,11 @@ def browse(site: str | Path, pages: Sequence[str], shots: str | Path,
                 " math: document.querySelectorAll('mjx-container').length,"
                 " ok: imgs.filter(i => i.complete && i.naturalWidth > 0).length,"
                 " broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length,"
-                " text: document.querySelector('article') ?"
-                "   document.querySelector('article').innerText : document.body.innerText};")
+                " text: (() => {"  # the prose: code blocks may show TeX on purpose
+                "   const a = (document.querySelector('article') || document.body)"
+                "     .cloneNode(true);"
+                "   a.querySelectorAll('pre, code, script, style').forEach(e => e.remove());"
+                "   return a.textContent; })()};")
             raw = [found["text"][max(0, m.start() - 30):m.end() + 30].replace("\n", " ")
                    for m in RAW_MATH.finditer(found["text"])]
             shot = shots / (Path(page).stem + ".png")
