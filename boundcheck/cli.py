@@ -66,9 +66,12 @@ def _parser() -> argparse.ArgumentParser:
                         "Li et al.'s is kept in the JSON either way")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
     pr = sub.add_parser("predict", help="predictions from the theory alone vs runs (ridge)")
-    pr.add_argument("what", choices=("floors", "local-steps"),
+    pr.add_argument("what", choices=("floors", "local-steps", "budget"),
                     help="floors: error floor per rank policy (docs/theory.md §12.4); "
-                         "local-steps: FedAvg rounds to a target against E (§12.2)")
+                         "local-steps: FedAvg rounds to a target against E (§12.2, §12.5); "
+                         "budget: the best policy under a byte budget (§12.4)")
+    pr.add_argument("--budget-bytes", type=int, default=48000,
+                    help="budget: bytes of both directions, all clients (ridge, full batch)")
     pr.add_argument("--policies", default="none,fixed:1,fixed:2,fixed:3,energy:0.9,energy:0.99",
                     help="comma-separated rank policies of both sides ('none': FedAvg)")
     pr.add_argument("--local-steps", "-E", type=int, default=5, help="floors: E")
@@ -80,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="minibatch size, or 'full' (default: full for floors, 5 for "
                          "local-steps)")
     pr.add_argument("--seeds", type=int, default=3)
+    pr.add_argument("--problem", choices=("ridge", "synthetic"), default="ridge",
+                    help="local-steps: ridge (exact moments) or FedProx synthetic logistic "
+                         "(linearisation at w*, full batch; docs/theory.md §12.5)")
+    pr.add_argument("--lam", type=float, default=None,
+                    help="L2 weight (default 0.1 ridge, 0.5 synthetic)")
+    pr.add_argument("--lr", type=float, default=None, help="constant step (default 1/(4L))")
+    pr.add_argument("--synthetic-size", default="10,20,5,100",
+                    help="synthetic: clients,dim,classes,max samples per client")
     pr.add_argument("--out", default="boundcheck_out", help="output folder")
     g = sub.add_parser("grid", help="the full validation grid: markdown table, JSON, plots")
     g.add_argument("--out", default="docs/figures/bounds")
@@ -132,22 +143,36 @@ def _cmd_predict(a) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .predict import predict_floors, predict_local_steps
+    from .predict import predict_budget, predict_floors, predict_local_steps
 
-    prob = ridge_problem()
+    if a.problem == "synthetic":
+        if a.what != "local-steps":
+            raise SystemExit("--problem synthetic: only 'predict local-steps' (linearisation)")
+        n, dim, classes, cap = (int(v) for v in a.synthetic_size.split(","))
+        prob = synthetic_problem(num_clients=n, dim=dim, num_classes=classes,
+                                 max_samples_per_client=cap,
+                                 lam=0.5 if a.lam is None else a.lam)
+    else:
+        prob = ridge_problem(lam=0.1 if a.lam is None else a.lam)
     if a.what == "local-steps":
         Es = [int(e) for e in a.E_values.split(",")]
-        batch = 5 if a.batch_size is None else a.batch_size
-        res = predict_local_steps(prob, Es, a.target_sq, a.rounds, list(range(a.seeds)), batch)
+        if a.problem == "synthetic":
+            batch = None
+        else:
+            batch = 5 if a.batch_size is None else a.batch_size
+        res = predict_local_steps(prob, Es, a.target_sq, a.rounds, list(range(a.seeds)), batch,
+                                  a.lr)
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        stem = f"predict_local_steps_b{batch}"
+        stem = (f"predict_local_steps_b{batch}" if a.problem == "ridge"
+                else f"predict_local_steps_{_slug(prob.name)}_full")
         write_json(out / f"{stem}.json", res.to_dict() | {
             "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
         fig, ax = plt.subplots(figsize=(6, 3.5))
         big = a.rounds + 1
         ax.plot(Es, [big if r is None else r for r in res.predicted_rounds], "o-",
-                label="predicted (exact theory)")
+                label="predicted (exact theory)" if a.problem == "ridge"
+                else "predicted (linearised at w*)")
         ax.plot(Es, [big if r is None else r for r in res.measured_rounds], "s--",
                 label=f"measured (mean of {a.seeds} seeds)")
         ax.set_xscale("log")
@@ -161,6 +186,20 @@ def _cmd_predict(a) -> int:
               f"wrote {out / (stem + '.json')} and .png")
         return 0
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
+    if a.what == "budget":
+        res = predict_budget(prob, pols, a.budget_bytes, a.local_steps, list(range(a.seeds)))
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"predict_budget_{a.budget_bytes}B_E={a.local_steps}"
+        write_json(out / f"{stem}.json", res.to_dict() | {
+            "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
+        for pol, p, m, rp, rm_ in zip(pols, res.predicted_dist_sq, res.measured_dist_sq,
+                                      res.predicted_rounds, res.measured_rounds, strict=True):
+            print(f"{pol:>12}: predicted {p:.6g} after {rp:g} rounds, measured {m:.6g} after "
+                  f"{rm_:g} rounds")
+        print(f"best: predicted {res.predicted_best}, measured {res.measured_best}; bytes "
+              f"match: {res.bytes_match}; wrote {out / (stem + '.json')}")
+        return 0
     res = predict_floors(prob, pols, a.local_steps, a.rounds, list(range(a.seeds)),
                          a.batch_size)
     out = Path(a.out)

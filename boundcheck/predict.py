@@ -17,8 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import fl_sim
+from theory.costs import round_bytes
+from theory.linearised import linearise, linearised_round
 from theory.quadratic import (
     LeastSquaresClients,
+    compressed_run,
     compressed_trajectory,
     exact_moments,
     round_maps,
@@ -26,9 +29,10 @@ from theory.quadratic import (
 
 from .check import step_sizes
 from .floors import ordering_agrees
-from .problems import Problem
+from .problems import PARAM, Problem
 
-__all__ = ["FloorPrediction", "LocalStepsPrediction", "predict_floors", "predict_local_steps"]
+__all__ = ["BudgetPrediction", "FloorPrediction", "LocalStepsPrediction", "predict_budget",
+           "predict_floors", "predict_local_steps"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,10 @@ class LocalStepsPrediction:
     batch_size: int | None
     max_rounds: int
     seeds: list[int]
+    method: str = ("exact E||w_r - w*||^2 of FedAvg (theory.quadratic.exact_moments) from the "
+                   "runs' own w_0; measured: mean over seeds")
+    problem: str = "ridge"
+    lr: float | None = None
 
     @staticmethod
     def _best(rounds: list[int | None], Es: list[int]) -> int | None:
@@ -148,9 +156,8 @@ class LocalStepsPrediction:
                 "measured_best_E": self.measured_best_E, "target_sq": self.target_sq,
                 "batch_size": self.batch_size, "max_rounds": self.max_rounds,
                 "seeds": self.seeds, "predicted_dist_sq": self.predicted_dist_sq,
-                "measured_dist_sq": self.measured_dist_sq,
-                "method": "exact E||w_r - w*||^2 of FedAvg (theory.quadratic.exact_moments) "
-                          "from the runs' own w_0; measured: mean over seeds"}
+                "measured_dist_sq": self.measured_dist_sq, "method": self.method,
+                "problem": self.problem, "lr": self.lr}
 
 
 def _first_below(values, target: float) -> int | None:
@@ -161,19 +168,27 @@ def _first_below(values, target: float) -> int | None:
 def predict_local_steps(problem: Problem, local_steps: Sequence[int] = (1, 2, 5, 10, 20),
                         target_sq: float = 4e-3, max_rounds: int = 60,
                         seeds: Sequence[int] = (0, 1, 2),
-                        batch_size: int | None = 5) -> LocalStepsPrediction:
-    """Rounds of FedAvg to reach ``target_sq`` for each E: the exact theory vs the runs.
+                        batch_size: int | None = 5,
+                        lr: float | None = None) -> LocalStepsPrediction:
+    """Rounds of FedAvg to reach ``target_sq`` for each E: the theory vs the runs.
 
-    The theory starts from the runs' own ``w_0`` (the only thing taken from the runs).
+    Ridge: the exact moments (:func:`theory.quadratic.exact_moments`). Logistic: the
+    linearisation at ``w*`` (:mod:`theory.linearised`; full batch only), an asymptotic
+    predictor. The theory starts from the runs' own ``w_0`` (the only thing taken from the
+    runs). ``lr``: constant step (default the problem's ``1/(4L)``).
     """
     c = problem.convex
-    if c.kind != "ridge":
-        raise ValueError(f"problem: local steps are predicted for ridge, not {c.kind}")
-    clients = LeastSquaresClients.from_convex(c)
+    logistic = c.kind != "ridge"
+    if logistic and batch_size is not None:
+        raise ValueError("batch_size: the linearised (logistic) prediction covers full-batch "
+                         "local GD only; pass batch_size=None")
+    lin = linearise(c) if logistic else None
+    clients = None if logistic else LeastSquaresClients.from_convex(c)
     pr, mr, pd, md = [], [], [], []
     for E in local_steps:
+        kw = {} if lr is None else {"lr": float(lr)}
         cfg = problem.config(algorithm="fedavg", local_steps=E, rounds=max_rounds,
-                             batch_size=batch_size)
+                             batch_size=batch_size, **kw)
         w0s, dist = [], []
         for s in seeds:
             first = {}
@@ -184,11 +199,131 @@ def predict_local_steps(problem: Problem, local_steps: Sequence[int] = (1, 2, 5,
             w0s.append(first[0])
             dist.append([h.initial["dist_sq"]] + h.column("dist_sq"))
         measured = np.mean(dist, axis=0)
-        exact = exact_moments(clients, step_sizes(cfg), E, np.stack(w0s), batch_size,
-                              w_star=c.w_star).dist_sq
-        pr.append(_first_below(exact, target_sq))
+        if logistic:
+            rm = linearised_round(lin, cfg.lr, E)
+            theory = np.mean([np.sum(rm.trajectory(lin.to_vec(w), max_rounds) ** 2,
+                                     axis=(1, 2)) for w in w0s], axis=0)
+        else:
+            theory = exact_moments(clients, step_sizes(cfg), E, np.stack(w0s), batch_size,
+                                   w_star=c.w_star).dist_sq
+        pr.append(_first_below(theory, target_sq))
         mr.append(_first_below(measured, target_sq))
-        pd.append(exact.tolist())
+        pd.append(theory.tolist())
         md.append(measured.tolist())
+    method = ("FedAvg linearised at w* (theory.linearised: Hessians and gradients of every "
+              "F_k at w*; asymptotic, not a bound) from the runs' own w_0; measured: mean "
+              "over seeds") if logistic else LocalStepsPrediction.method
     return LocalStepsPrediction(list(local_steps), pr, mr, pd, md, float(target_sq),
-                                batch_size, max_rounds, list(seeds))
+                                batch_size, max_rounds, list(seeds), method, problem.name,
+                                None if lr is None else float(lr))
+
+
+@dataclass(frozen=True)
+class BudgetPrediction:
+    """The best rank policy under a byte budget: predicted before any run vs measured."""
+
+    policies: list[str]  # both sides; "none" is FedAvg
+    budget_bytes: int
+    predicted_dist_sq: list[float]  # ||w_r - w*||^2 at the last affordable round (mean of seeds)
+    measured_dist_sq: list[float]
+    predicted_rounds: list[float]  # affordable rounds (mean over seeds)
+    measured_rounds: list[float]
+    bytes_match: bool  # predicted bytes (theory.costs) == the runs' bytes, every round and seed
+    local_steps: int
+    seeds: list[int]
+    itemsize: int
+
+    @staticmethod
+    def _best(values: list[float], policies: list[str]) -> str:
+        return policies[int(np.argmin(values))]
+
+    @property
+    def predicted_best(self) -> str:
+        return self._best(self.predicted_dist_sq, self.policies)
+
+    @property
+    def measured_best(self) -> str:
+        return self._best(self.measured_dist_sq, self.policies)
+
+    def to_dict(self) -> dict:
+        return {"policies": self.policies, "budget_bytes": self.budget_bytes,
+                "predicted_dist_sq": self.predicted_dist_sq,
+                "measured_dist_sq": self.measured_dist_sq,
+                "predicted_rounds": self.predicted_rounds,
+                "measured_rounds": self.measured_rounds, "bytes_match": self.bytes_match,
+                "predicted_best": self.predicted_best, "measured_best": self.measured_best,
+                "same_ordering": ordering_agrees(self.predicted_dist_sq, self.measured_dist_sq),
+                "local_steps": self.local_steps, "seeds": self.seeds, "itemsize": self.itemsize,
+                "method": "iterate the compressed round map (theory.quadratic.compressed_run) "
+                          "from each seed's w_0 (fl_sim.setup, no training), count each "
+                          "round's bytes with theory.costs.round_bytes from the ranks it "
+                          "sends, stop at the budget (docs/theory.md §12.4); measured: "
+                          "simulator runs, the runs' own byte counts"}
+
+
+def _affordable(cumulative: np.ndarray, budget: int) -> int:
+    """The last round ``r`` whose cumulative bytes (``cumulative[r]``, 0 at r = 0) fit."""
+    return int(np.nonzero(cumulative <= budget)[0][-1])
+
+
+def predict_budget(problem: Problem, policies: Sequence[str], budget_bytes: int,
+                   local_steps: int = 5, seeds: Sequence[int] = (0, 1, 2)) -> BudgetPrediction:
+    """Which policy gets closest to ``w*`` within ``budget_bytes`` (both directions, all clients)?
+
+    Ridge, full batch, full participation: the compressed round map is the simulator's
+    (docs/theory.md §12.4), so the prediction needs no run: ``w_0`` comes from
+    ``fl_sim.setup`` (the initialisation only) and the bytes from :mod:`theory.costs`.
+    """
+    c = problem.convex
+    if c.kind != "ridge":
+        raise ValueError(f"problem: the byte-budget prediction needs ridge, not {c.kind}")
+    budget = int(budget_bytes)
+    clients = LeastSquaresClients.from_convex(c)
+    base = problem.config(local_steps=local_steps, rounds=1, batch_size=None)
+    etas = step_sizes(base)
+    rm = round_maps(clients, etas[:local_steps], local_steps)[0]
+    itemsize = 8 if base.dtype == "float64" else 4
+    shape = (c.shape[1], c.shape[0])  # the linear layer's weight (out, d)
+    N = c.num_clients
+    w0 = {s: fl_sim.setup(base.replace(seed=s), problem.data).initial_params()[PARAM]
+          .detach().cpu().double().numpy().T.copy() for s in seeds}
+    pred, meas, pr_rounds, mr_rounds, match = [], [], [], [], True
+    for pol in policies:
+        p = None if pol == "none" else pol
+        dense = round_bytes([shape], [None], [None], N, itemsize).total
+        rounds = budget // dense + 1  # FedAvg's affordable rounds; doubled until over budget
+        pd, prd, cums = [], [], {}
+        for s in seeds:
+            while True:
+                run = compressed_run(rm, w0[s], rounds, p, p)
+                per = [round_bytes([shape], [d], [[u] for u in up], N, itemsize).total
+                       for d, up in zip(run.ranks_down, run.ranks_up, strict=True)]
+                cum = np.concatenate([[0], np.cumsum(per)])
+                if cum[-1] > budget:
+                    break
+                rounds *= 2
+            r = _affordable(cum, budget)
+            pd.append(float(np.sum((run.W[r] - c.w_star) ** 2)))
+            prd.append(r)
+            cums[s] = cum
+        cfg = base.replace(rounds=max(prd) + 1)
+        cfg = cfg.replace(algorithm="fedavg") if p is None else cfg.replace(
+            algorithm="feddlr", policy_down=p, policy_up=p)
+        md, mrd = [], []
+        for s in seeds:
+            h = fl_sim.run(cfg.replace(seed=s), data=problem.data,
+                           w_star=problem.w_star_params()).history
+            per = np.array(h.column("bytes_up")) + np.array(h.column("bytes_down"))
+            cum = np.concatenate([[0], np.cumsum(per)])
+            n = min(cum.size, cums[s].size)
+            match &= bool(np.array_equal(cum[:n], cums[s][:n]))
+            r = _affordable(cum, budget)
+            dist = [h.initial["dist_sq"]] + h.column("dist_sq")
+            md.append(float(dist[r]))
+            mrd.append(r)
+        pred.append(float(np.mean(pd)))
+        meas.append(float(np.mean(md)))
+        pr_rounds.append(float(np.mean(prd)))
+        mr_rounds.append(float(np.mean(mrd)))
+    return BudgetPrediction(list(policies), budget, pred, meas, pr_rounds, mr_rounds, match,
+                            local_steps, list(seeds), itemsize)

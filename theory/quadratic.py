@@ -552,15 +552,11 @@ __all__ += ["aggregation_weights", "last_step_mean", "modal_deviation", "propaga
 
 
 # ------------------------------------------ compressed map (deterministic prediction)
-def truncate(W: np.ndarray, policy, min_compression_rate: float = 1.0) -> np.ndarray:
-    """The model a rank policy sends for ``W`` (theory layout ``(d, c)``), as ``lowrank`` does.
-
-    The weight of the simulator's linear model is ``W^T`` (``m, n = c, d``); the policy picks
-    the rank from the singular values, and the matrix goes dense (no error) where the
-    factors are not smaller (:func:`lowrank.accounting.sends_factors`). None: dense.
-    """
+def truncate_rank(W: np.ndarray, policy, min_compression_rate: float = 1.0
+                  ) -> tuple[np.ndarray, int | None]:
+    """:func:`truncate` and the rank sent (None: the matrix travels dense)."""
     if policy is None:
-        return W
+        return W, None
     import torch
 
     from lowrank.accounting import sends_factors
@@ -571,11 +567,46 @@ def truncate(W: np.ndarray, policy, min_compression_rate: float = 1.0) -> np.nda
     U, s, Vt = np.linalg.svd(W, full_matrices=False)
     r = int(pol.select(torch.from_numpy(s.copy()), c, d))
     if not bool(sends_factors(c, d, r, min_compression_rate)):
-        return W
-    return (U[:, :r] * s[:r]) @ Vt[:r]
+        return W, None
+    return (U[:, :r] * s[:r]) @ Vt[:r], r
 
 
-__all__.append("truncate")
+def truncate(W: np.ndarray, policy, min_compression_rate: float = 1.0) -> np.ndarray:
+    """The model a rank policy sends for ``W`` (theory layout ``(d, c)``), as ``lowrank`` does.
+
+    The weight of the simulator's linear model is ``W^T`` (``m, n = c, d``); the policy picks
+    the rank from the singular values, and the matrix goes dense (no error) where the
+    factors are not smaller (:func:`lowrank.accounting.sends_factors`). None: dense.
+    """
+    return truncate_rank(W, policy, min_compression_rate)[0]
+
+
+__all__ += ["truncate", "truncate_rank"]
+
+
+@dataclass(frozen=True)
+class CompressedRun:
+    """Full-batch FedDLR with full participation, iterated in theory (docs/theory.md §12.4)."""
+
+    W: np.ndarray  # (R+1, d, c) global models
+    ranks_down: list[int | None]  # (R,) rank broadcast each round (None: dense)
+    ranks_up: list[list[int | None]]  # (R, N) rank each client uploads
+
+
+def compressed_run(round_map: AffineRound, W0: np.ndarray, rounds: int, down=None,
+                   up=None) -> CompressedRun:
+    """:func:`compressed_trajectory` with the ranks sent each round (for byte counts)."""
+    W = np.asarray(W0, dtype=np.float64)
+    out, rd, ru = [W], [], []
+    for _ in range(int(rounds)):
+        start, r_down = truncate_rank(W, down)
+        local = round_map.P_clients @ start + round_map.c_clients
+        sent = [truncate_rank(y, up) for y in local]
+        W = np.tensordot(round_map.p, np.stack([y for y, _ in sent]), 1)
+        out.append(W)
+        rd.append(r_down)
+        ru.append([r for _, r in sent])
+    return CompressedRun(np.stack(out), rd, ru)
 
 
 def compressed_trajectory(round_map: AffineRound, W0: np.ndarray, rounds: int, down=None,
@@ -586,14 +617,7 @@ def compressed_trajectory(round_map: AffineRound, W0: np.ndarray, rounds: int, d
     iterates are the simulator's to rounding (and ties of singular values). Its limit is
     the error floor of the policy pair, computable before any run (docs/theory.md §12.4).
     """
-    W = np.asarray(W0, dtype=np.float64)
-    out = [W]
-    for _ in range(int(rounds)):
-        start = truncate(W, down)
-        local = round_map.P_clients @ start + round_map.c_clients
-        W = np.tensordot(round_map.p, np.stack([truncate(y, up) for y in local]), 1)
-        out.append(W)
-    return np.stack(out)
+    return compressed_run(round_map, W0, rounds, down, up).W
 
 
-__all__.append("compressed_trajectory")
+__all__ += ["CompressedRun", "compressed_run", "compressed_trajectory"]

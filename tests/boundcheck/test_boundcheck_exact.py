@@ -107,3 +107,35 @@ def test_rounds_to_target_against_E_full_batch_is_exact(ridge):
     np.testing.assert_allclose(res.predicted_dist_sq, res.measured_dist_sq, rtol=1e-10)
     assert res.predicted_rounds == res.measured_rounds
     assert res.predicted_best_E == res.measured_best_E
+
+
+def test_best_policy_under_a_byte_budget_is_predicted_before_any_run(ridge):
+    from boundcheck.predict import predict_budget
+
+    dense_round = 2 * 4 * 8 * 3 * 8  # both ways, 4 clients, (3 x 8) float64 weights
+    res = predict_budget(ridge, ["none", "fixed:1", "fixed:2"], 3 * dense_round,
+                         local_steps=3, seeds=[0])
+    assert res.bytes_match  # theory.costs counts the simulator's bytes exactly
+    np.testing.assert_allclose(res.predicted_dist_sq, res.measured_dist_sq, rtol=1e-9)
+    assert res.predicted_rounds == res.measured_rounds
+    assert res.predicted_rounds[0] == 3 and res.predicted_rounds[1] > 3  # factors are cheaper
+    assert res.predicted_best == res.measured_best
+
+
+def test_local_steps_on_logistic_use_the_linearisation():
+    from boundcheck.predict import predict_local_steps
+
+    prob = bc.synthetic_problem(num_clients=3, max_samples_per_client=50, dim=6, num_classes=3,
+                                lam=0.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_local_steps(prob, [1], seeds=[0], batch_size=5)
+    res = predict_local_steps(prob, [1, 4], target_sq=1e-3, max_rounds=40, seeds=[0],
+                              batch_size=None, lr=1 / prob.convex.L)
+    pred, meas = np.array(res.predicted_dist_sq), np.array(res.measured_dist_sq)
+    assert pred[0, 0] == pytest.approx(meas[0, 0], rel=1e-9)  # same w_0
+    # asymptotic: what the early, nonlinear rounds put in contracts at the linear rate, so
+    # the relative gap settles (measured here: 4% and 8% at round 40), it does not vanish
+    gap = np.abs(pred - meas) / meas
+    assert np.all(gap[:, -1] < 0.1)
+    assert res.predicted_rounds == res.measured_rounds
+    assert "linearised" in res.method
