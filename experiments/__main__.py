@@ -112,7 +112,8 @@ def _main(argv: list[str]) -> int:
         return _rebuild(args.out, report, grid.name)
     t0 = time.perf_counter()
     runner = Runner(verbose=not args.quiet)
-    results = untimed(grid, runner, jobs=args.jobs, threads=args.threads)  # --jobs processes
+    results = untimed(grid, runner, jobs=args.jobs, threads=args.threads,  # --jobs processes
+                      cache=args.out / "parts")  # a stopped run resumes from <out>/parts
     results["computation"] = run_computation(grid, runner)  # timed: alone, in this process
     results["engines"] = run_engines(grid.bench_rounds, runner,
                                      flower=grid.flower and not args.no_flower)

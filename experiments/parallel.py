@@ -8,16 +8,26 @@ exactly as a single process would. Timed parts (the compact model's inference ti
 the engines' seconds per round) are not run here: ``python -m experiments`` runs them
 afterwards in the main process, alone. Workers are started with ``spawn`` (no torch
 thread pool is inherited across a fork) and set ``torch.set_num_threads(threads)``.
+
+Each finished part is also written to ``cache/<part>.pkl`` with the commit that made it
+(``fl_sim.report.code_version``); a run given the same folder again reuses the parts of
+the same commit, so a run that was stopped resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from fl_sim.report import code_version
 
 from .communication import run_algo, run_setting
 from .hyperparams import HP_METHODS, assemble_hyperparams, run_hp_method
@@ -25,7 +35,7 @@ from .parameters import PARAMETER_PARTS, assemble_parameters, run_parameter_part
 from .runner import Runner
 from .settings import Algo, Grid, Setting
 
-__all__ = ["Part", "parts_of", "run_parts", "untimed"]
+__all__ = ["Part", "part_key", "parts_of", "run_parts", "untimed"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,43 @@ def _weight(part: Part) -> float:
     return 6 * g.hp_rounds * len(g.hp_seeds)
 
 
+# the parts whose numbers the report's verdicts and targets rest on run first
+_FIRST = ("silo20_digits", "mlp_dirichlet-1.0", "mnist1d_mlp", "silo20_mnist1d")
+
+
+def _priority(part: Part) -> tuple[int, float]:
+    name = part.setting.name if part.setting is not None else part.kind
+    rank = next((i for i, p in enumerate(_FIRST) if name.startswith(p)), len(_FIRST))
+    return rank, -_weight(part)
+
+
+def part_key(part: Part) -> str:
+    """A file name for ``part``: grid, kind, setting, algorithm or sweep."""
+    bits = [part.grid.name, part.kind, part.setting.name if part.setting else "",
+            part.algo.label if part.algo else "", part.name]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(b for b in bits if b))
+
+
+def _load(cache: Path | None, part: Part, commit: str) -> tuple[bool, Any]:
+    path = None if cache is None else cache / f"{part_key(part)}.pkl"
+    if path is None or not path.exists():
+        return False, None
+    with path.open("rb") as f:
+        stored = pickle.load(f)
+    return (True, stored["result"]) if stored.get("commit") == commit else (False, None)
+
+
+def _store(cache: Path | None, part: Part, commit: str, result: Any) -> None:
+    if cache is None:
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{part_key(part)}.pkl"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("wb") as f:
+        pickle.dump({"commit": commit, "result": result}, f)
+    tmp.replace(path)  # atomic: a stopped run leaves whole files only
+
+
 def _run(part: Part, runner: Runner) -> Any:
     if part.kind == "algo":
         return run_algo(part.setting, part.algo, part.grid.seeds, runner)
@@ -75,43 +122,59 @@ def _run(part: Part, runner: Runner) -> Any:
     raise ValueError(f"part: unknown kind {part.kind!r}")
 
 
-def _work(part: Part, verbose: bool, threads: int) -> tuple[Any, int, float]:
+def _work(part: Part, verbose: bool, threads: int, cache: Path | None,
+          commit: str) -> tuple[Any, int, float]:
     torch.set_num_threads(threads)
     runner = Runner(verbose=verbose)
-    return _run(part, runner), runner.runs, runner.seconds
+    result = _run(part, runner)
+    _store(cache, part, commit, result)
+    return result, runner.runs, runner.seconds
 
 
-def run_parts(parts: list[Part], runner: Runner, jobs: int = 1,
-              threads: int | None = None) -> list[Any]:
+def run_parts(parts: list[Part], runner: Runner, jobs: int = 1, threads: int | None = None,
+              cache: Path | None = None) -> list[Any]:
     """The results of ``parts``, in order; ``jobs > 1`` runs them in that many processes.
 
     With ``jobs == 1`` everything runs in this process on ``runner`` (its data cache is
     shared); otherwise each part gets a fresh :class:`Runner` in a worker, and the
-    workers' run counts and seconds are added to ``runner``'s.
+    workers' run counts and seconds are added to ``runner``'s. With ``cache``, parts
+    stored there by the same commit are reused and new ones are stored.
     """
     if jobs < 1:
         raise ValueError(f"--jobs: expected >= 1, got {jobs}")
+    commit = code_version()
+    out: dict[int, Any] = {}
+    for i, p in enumerate(parts):
+        hit, result = _load(cache, p, commit)
+        if hit:
+            out[i] = result
+    todo = sorted((i for i in range(len(parts)) if i not in out),
+                  key=lambda i: _priority(parts[i]))
+    if out and runner.verbose:
+        print(f"reusing {len(out)} of {len(parts)} parts from {cache}", flush=True)
     if jobs == 1:
-        return [_run(p, runner) for p in parts]
+        for i in todo:
+            out[i] = _run(parts[i], runner)
+            _store(cache, parts[i], commit, out[i])
+        return [out[i] for i in range(len(parts))]
     threads = threads or torch.get_num_threads()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures: dict[int, Any] = {}
-        for i in sorted(range(len(parts)), key=lambda i: -_weight(parts[i])):
-            futures[i] = pool.submit(_work, parts[i], runner.verbose, threads)
-        out = []
-        for i in range(len(parts)):
-            result, runs, seconds = futures[i].result()
+        futures = {i: pool.submit(_work, parts[i], runner.verbose, threads, cache, commit)
+                   for i in todo}
+        for i, f in futures.items():
+            result, runs, seconds = f.result()
             runner.runs += runs
             runner.seconds += seconds
-            out.append(result)
-    return out
+            out[i] = result
+    return [out[i] for i in range(len(parts))]
 
 
-def untimed(grid: Grid, runner: Runner, jobs: int = 1, threads: int | None = None) -> dict:
+def untimed(grid: Grid, runner: Runner, jobs: int = 1, threads: int | None = None,
+            cache: Path | None = None) -> dict:
     """``communication``, ``parameters`` and ``hyperparams`` sections of the results."""
     parts = parts_of(grid)
-    done = run_parts(parts, runner, jobs=jobs, threads=threads)
+    done = run_parts(parts, runner, jobs=jobs, threads=threads, cache=cache)
     by_setting: dict[str, dict] = {}
     params, hp = {}, {}
     for p, r in zip(parts, done, strict=True):
