@@ -52,6 +52,7 @@ import fl_sim
 from fl_sim.plots import plot_metric
 from fl_sim.presets import DEMO_CONFIG
 from lowrank import QSGD, ErrorFeedback, TopK
+from lowrank.accounting import wire_nbytes
 
 torch.set_num_threads(1)
 plt.rcParams["figure.figsize"] = (6.5, 4)
@@ -157,14 +158,22 @@ print(f"top-k ratio matching it: {topk_ratio:.4f}")
 # %% [markdown]
 # ### Exercise 1 — the update rank that matches FedDLR's uplink
 #
-# Write `lowrank_update_bytes(rank)`: the bytes one client uploads per round with
+# FedDLR keeps rank 16 of the 64 x 200 layer and rank 50 of the 200 x 200 one
+# (`ratio:0.25`). **Predict first**: will the *update* rank that costs the same uplink bytes
+# be smaller than 16, between 16 and 50, or larger than 50? Write it in `prediction`.
+#
+# Then write `lowrank_update_bytes(rank)`: the bytes one client uploads per round with
 # `lowrank_update` at that rank. For each tensor: if it has 2 dimensions $m \times n$ and
 # $\min(r, m, n)\,(m+n) < mn$ it costs $\min(r,m,n)(m+n) \cdot 4$ bytes, otherwise its dense
-# size $4mn$ (vectors always go dense). Then pick the largest rank whose bytes do not exceed
-# `target`. A reference answer is filled in.
+# size $4mn$ (vectors always go dense). Set `update_rank` to the largest rank whose bytes do
+# not exceed `target`. The check runs one round of the simulator at your rank and compares
+# its byte ledger with your function.
 
-# %%
-def lowrank_update_bytes(rank):  # your turn: rewrite it from the rule above
+# %% tags=["exercise"]
+prediction = "between 16 and 50"  # "smaller than 16", "between 16 and 50" or "larger than 50"
+# HINT: loop over shapes.values(); m = shape[0], n = prod(shape[1:]) for 2-D tensors
+# BEGIN SOLUTION
+def lowrank_update_bytes(rank):
     total = 0
     for shape in shapes.values():
         if len(shape) >= 2:
@@ -177,16 +186,31 @@ def lowrank_update_bytes(rank):  # your turn: rewrite it from the rule above
 
 
 update_rank = max(r for r in range(1, 201) if lowrank_update_bytes(r) <= target)
+# END SOLUTION
 print(f"update rank {update_rank}: {lowrank_update_bytes(update_rank)} bytes "
       f"(target {target})")
 
-# %%
+# %% tags=["check"]
 one_round = fl_sim.run(base.replace(algorithm="lowrank_update", rounds=1,
                                     update_rank=update_rank)).history
 sent = one_round.records[0].bytes_up_per_client[0]
 assert sent == lowrank_update_bytes(update_rank), (sent, lowrank_update_bytes(update_rank))
 assert sent <= target < lowrank_update_bytes(update_rank + 1)
-print("correct")
+answer = ("smaller than 16" if update_rank < 16 else
+          "between 16 and 50" if update_rank <= 50 else "larger than 50")
+print("correct; your prediction was", "right" if prediction == answer else f"wrong ({answer})")
+
+# %% [markdown]
+# The same rank from the toolkit's own byte rule (`lowrank.accounting.wire_nbytes`, which
+# every algorithm's ledger uses), so the rest of the notebook does not depend on your cell:
+
+# %%
+def upload_bytes(rank):
+    return sum(wire_nbytes(s, rank if len(s) >= 2 else None, 4) for s in shapes.values())
+
+
+matched_rank = max(r for r in range(1, 201) if upload_bytes(r) <= target)
+print(f"matched update rank: {matched_rank}")
 
 # %% [markdown]
 # Now the runs at matched uplink bytes (`qsgd` as it is, at about half of the target).
@@ -196,8 +220,8 @@ matched = {
     "fedavg": runs["fedavg"],
     "feddlr ratio:0.25": runs["feddlr ratio:0.25"],
     "feddlr_up ratio:0.25": fl_sim.run(base.replace(algorithm="feddlr_up")).history,
-    f"lowrank_update r={update_rank}": fl_sim.run(
-        base.replace(algorithm="lowrank_update", update_rank=update_rank)).history,
+    f"lowrank_update r={matched_rank}": fl_sim.run(
+        base.replace(algorithm="lowrank_update", update_rank=matched_rank)).history,
     f"topk_ef {100 * topk_ratio:.1f}%": fl_sim.run(
         base.replace(algorithm="topk_ef", topk_ratio=topk_ratio)).history,
     "qsgd s=16": runs["qsgd s=16"],
@@ -246,29 +270,40 @@ table(matched, BUDGET)
 # %% [markdown]
 # ### Exercise 2 — which compressor is unbiased?
 #
-# Estimate $\mathbb{E}[C(x)]$ by averaging 4,000 compressions of one fixed vector, for QSGD
-# with only s = 2 levels and for top-10%. Compute the relative bias
-# $\|\bar C - x\| / \|x\|$ of each (the reference answer is filled in).
+# **Predict first**: of QSGD with only s = 2 levels and top-10%, which one's *average*
+# over many compressions of a fixed vector comes back to the vector? Write `"qsgd"`,
+# `"topk"`, `"both"` or `"neither"` in `prediction`.
+#
+# Then estimate $\mathbb{E}[C(x)]$ by averaging `draws` compressions of `x` with each, and
+# compute the relative biases $\|\bar C - x\| / \|x\|$ (`bias_qsgd`, `bias_topk`) and the
+# relative error of one single QSGD draw (`single_qsgd`).
 
 # %%
 gen = torch.Generator().manual_seed(0)
 x = torch.randn(500, generator=gen, dtype=torch.float64)
 draws = 4000
-qsgd = QSGD(2, generator=gen)  # your turn: try s = 1 or s = 16
+qsgd = QSGD(2, generator=gen)  # try s = 1 or s = 16 afterwards
 topk = TopK(ratio=0.1)
+
+# %% tags=["exercise"]
+prediction = "qsgd"  # "qsgd", "topk", "both" or "neither"
+# HINT: C.compress(x).decompress() is one draw; average `draws` of them
+# BEGIN SOLUTION
 mean_qsgd = sum(qsgd.compress(x).decompress() for _ in range(draws)) / draws
 mean_topk = sum(topk.compress(x).decompress() for _ in range(draws)) / draws
 bias_qsgd = float(torch.linalg.norm(mean_qsgd - x) / torch.linalg.norm(x))
 bias_topk = float(torch.linalg.norm(mean_topk - x) / torch.linalg.norm(x))
 single_qsgd = float(torch.linalg.norm(qsgd.compress(x).decompress() - x) / torch.linalg.norm(x))
+# END SOLUTION
 print(f"QSGD s=2: relative bias {bias_qsgd:.3f}, error of a single draw {single_qsgd:.2f}")
 print(f"top-10%:  relative bias {bias_topk:.3f}")
 
-# %%
+# %% tags=["check"]
 assert bias_qsgd < 0.1, "QSGD should be unbiased: its average approaches x"
-assert bias_topk > 0.3, "top-k always drops the same entries: a biased compressor"
+dropped = torch.linalg.norm(x - topk.compress(x).decompress()) / torch.linalg.norm(x)
+assert math.isclose(bias_topk, float(dropped), rel_tol=1e-9), "top-k's average is top-k"
 assert single_qsgd > 3 * bias_qsgd, "a single QSGD draw is noisy; the average is not"
-print("correct")
+print("correct; your prediction was", "right" if prediction == "qsgd" else "wrong (qsgd)")
 
 # %% [markdown]
 # A single QSGD draw is far from $x$ (large variance); the average of many draws is close
@@ -276,30 +311,39 @@ print("correct")
 #
 # ### Exercise 3 — error feedback in action
 #
-# Send the *same* vector `g` 50 times through top-10%, once plain and once wrapped in
-# `ErrorFeedback`. Compare the total received $\sum_t C_t$ with the total that should have
-# arrived, $50\,g$. With error feedback the gap is exactly the final residual (a telescoping
-# sum), so it stays bounded; without it, the gap grows with every message.
+# Send the *same* vector `g` `steps` times through top-10%, once plain and once wrapped in
+# `ErrorFeedback`, and compare the total received $\sum_t C_t$ with the total that should
+# have arrived, `steps * g`. **Predict first**: after 1,000 messages instead of 50, which
+# gap is larger, and does the other one grow? Write `"plain grows, ef bounded"`,
+# `"both grow"` or `"ef grows, plain bounded"` in `prediction`; then compute `gap_plain`
+# and `gap_ef` (norms of received − sent) for `steps = 50`.
 
 # %%
 g = torch.randn(500, generator=gen, dtype=torch.float64)
-steps = 50  # your turn: try 10, 200 or 1000 and watch which gap grows
+steps = 50  # try 10, 200 or 1000 afterwards
 plain, ef = TopK(ratio=0.1), ErrorFeedback(TopK(ratio=0.1))
+
+# %% tags=["exercise"]
+prediction = "plain grows, ef bounded"
+# HINT: ef.compress(g, name="g") keeps a residual under the name "g"
+# BEGIN SOLUTION
 received_plain = sum(plain.compress(g).decompress() for _ in range(steps))
 received_ef = sum(ef.compress(g, name="g").decompress() for _ in range(steps))
 gap_plain = float(torch.linalg.norm(received_plain - steps * g))
 gap_ef = float(torch.linalg.norm(received_ef - steps * g))
+# END SOLUTION
 print(f"after {steps} messages: gap without feedback {gap_plain:.1f}, with feedback {gap_ef:.1f} "
       f"(||g|| = {float(torch.linalg.norm(g)):.1f})")
 
-# %%
-residual = ef.residuals["g"]
-assert torch.allclose(received_ef + residual, steps * g), "sum sent + residual = sum of inputs"
+# %% tags=["check"]
+# with feedback the gap is exactly the final residual (a telescoping sum), so it is bounded
+assert math.isclose(gap_ef, float(torch.linalg.norm(ef.residuals["g"])), rel_tol=1e-9)
 # without feedback the same part of g is dropped every time: the gap grows linearly
 dropped = float(torch.linalg.norm(g - TopK(ratio=0.1).compress(g).decompress()))
 assert math.isclose(gap_plain, steps * dropped, rel_tol=1e-9)
 assert gap_ef < gap_plain, "error feedback should keep the gap smaller"
-print("correct")
+print("correct; your prediction was",
+      "right" if prediction == "plain grows, ef bounded" else "wrong (plain grows, ef bounded)")
 
 # %% [markdown]
 # ## 4. Error feedback on both links: FedDLR-EF at FedDLR's bytes
