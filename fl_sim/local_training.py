@@ -111,14 +111,24 @@ class LocalTrainer:
         device = self.train_x.device
         idx, weights = idx.to(device), weights.to(device)
         k = clients.numel()
-        if on_step is not None or self.chunk_size is None or self.chunk_size >= k:
+        layers = _mlp_layers(self.model) if self.fused and self.vectorized else None
+        whole = self.chunk_size is None or self.chunk_size >= k
+        if on_step is not None or (whole and layers is None):
             return self._train(start, idx, weights, round_index, on_step)
         # chunks of clients (an observer needs every client's iterate at each step, so
-        # it gets one chunk); the output stack is filled chunk by chunk
+        # it gets one chunk); the output stack is filled chunk by chunk, and the fused
+        # MLP steps update their chunk of it in place (no second copy of the models)
         out = {n: torch.empty((k, *p.shape[1:]), dtype=p.dtype, device=p.device)
                for n, p in start.items()}
-        losses = torch.empty(k, device=device)
-        for part in chunks(k, self.chunk_size):
+        losses = torch.empty(k, device=device, dtype=next(iter(start.values())).dtype)
+        for part in chunks(k, None if whole else self.chunk_size):
+            if layers is not None:
+                own = {n: out[n][part] for n in out}
+                for n, p in own.items():
+                    p.copy_(start[n][part])
+                losses[part] = self._mlp_steps(own, layers, idx[:, part], weights[:, part],
+                                               round_index)
+                continue
             params, losses[part] = self._train({n: p[part] for n, p in start.items()},
                                                idx[:, part], weights[:, part], round_index, None)
             for n, p in params.items():
@@ -131,9 +141,6 @@ class LocalTrainer:
         """:meth:`train` of the clients whose minibatch rows are ``idx`` ``(E, K, B)``."""
         device = self.train_x.device
         k = idx.shape[1]
-        layers = _mlp_layers(self.model) if self.fused and self.vectorized else None
-        if layers is not None and on_step is None:
-            return self._mlp_steps(start, layers, idx, weights, round_index)
         # ``start`` may be a broadcast view and is never written: the first step writes its
         # result to fresh tensors, the later ones update those in place (unless an
         # observer is shown the iterates: it may keep them)
@@ -159,9 +166,12 @@ class LocalTrainer:
             owned = on_step is None
         return params, losses
 
-    def _mlp_steps(self, start: Params, layers: list[str], idx: torch.Tensor,
-                   weights: torch.Tensor, round_index: int) -> tuple[Params, torch.Tensor]:
-        """The ``E`` steps of :meth:`_train` for fl_sim's MLP, without autograd.
+    def _mlp_steps(self, params: Params, layers: list[str], idx: torch.Tensor,
+                   weights: torch.Tensor, round_index: int) -> torch.Tensor:
+        """The ``E`` steps of :meth:`_train` for fl_sim's MLP, without autograd, in place.
+
+        ``params`` (each ``(K, ...)``, contiguous) are updated in place; returns the
+        losses ``(K,)`` of the last step.
 
         Per step and layer ``z = h W^T + b`` (``baddbmm`` over clients), ReLU between
         layers; the loss gradient at the output (``softmax - onehot`` for cross-entropy,
@@ -171,7 +181,6 @@ class LocalTrainer:
         gradient is never stored), ``b <- (1 - eta lambda) b - eta sum g``. The same
         arithmetic as autograd's, in another order: equal up to float rounding.
         """
-        params = {n: p.contiguous().clone() for n, p in start.items()}
         ws = [params[f"{name}.weight"] for name in layers]
         bs = [params[f"{name}.bias"] for name in layers]
         k = idx.shape[1]
@@ -184,7 +193,7 @@ class LocalTrainer:
             acts = [x.reshape(k, x.shape[1], -1)]
             for i, (wt, b) in enumerate(zip(ws, bs, strict=True)):
                 z = torch.baddbmm(b.unsqueeze(1), acts[-1], wt.mT)
-                acts.append(torch.relu(z) if i + 1 < len(ws) else z)
+                acts.append(z.relu_() if i + 1 < len(ws) else z)
             out = acts.pop()
             if classification:
                 logp = torch.log_softmax(out, dim=-1)
@@ -205,7 +214,7 @@ class LocalTrainer:
                 bs[i].sub_(g.sum(dim=1), alpha=eta)
                 if below is not None:
                     g = below.mul_(h > 0)  # ReLU's derivative at z, from h = relu(z)
-        return params, losses
+        return losses
 
     def _sgd_step(self, params: Params, grads: Params, eta: float, in_place: bool) -> Params:
         """``p - eta * (g + weight_decay * p)`` for every tensor, in fused multi-tensor ops.

@@ -94,11 +94,14 @@ def test_fused_mlp_steps_equal_autograd_within_rounding():
             trainer = dataclasses.replace(trainer, train_y=torch.randn(
                 trainer.train_x.shape[0], 3, generator=g, dtype=torch.float64))
         out = {}
-        for fused in (True, False):
-            t = dataclasses.replace(trainer, fused=fused)
-            out[fused] = t.train(_start(model, 4), clients, 2, torch.Generator().manual_seed(7))
-        (pf, lf), (pa, la) = out[True], out[False]
-        for name in pa:
-            torch.testing.assert_close(pf[name], pa[name], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(lf, la, rtol=1e-12, atol=1e-12)
+        for fused, chunk in ((True, None), (True, 3), (False, None)):
+            t = dataclasses.replace(trainer, fused=fused, chunk_size=chunk)
+            out[fused, chunk] = t.train(_start(model, 4), clients, 2,
+                                        torch.Generator().manual_seed(7))
+        (pa, la) = out[False, None]
+        for pf, lf in (out[True, None], out[True, 3]):
+            for name in pa:
+                torch.testing.assert_close(pf[name], pa[name], rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(lf, la, rtol=1e-12, atol=1e-12)
+        pf = out[True, None][0]
         assert not torch.equal(pf["net.fc1.weight"][0], _start(model, 1)["net.fc1.weight"][0])
