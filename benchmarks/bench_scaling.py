@@ -13,7 +13,8 @@ Configurations, each in a fresh subprocess: participants K = 1,000 and 10,000 ou
 N = 10,000 clients; population N = 10,000 and 100,000 clients with K = 1,000. Prints, per
 configuration, the median wall time of rounds 2..4 (and the process's CPU time, which
 other processes on a shared machine inflate less) and the growth of the resident set
-over the rounds (``VmHWM`` after them minus ``VmRSS`` before the first; on CUDA,
+over the rounds (``VmHWM`` after them minus ``VmRSS`` before the first, ``VmHWM`` reset
+to the current RSS after setup so that setup's own peak does not count; on CUDA,
 ``max_memory_allocated`` growth), and the ratios that the targets read: time and
 memory x10 participants (target: <= ~10x, linear) and x10 population (target: ~1x,
 flat). ``--plot`` draws them (log-log) into a PNG.
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from round_probe import load, one_round, prepare, proc_status_kb, stack_bytes
+from round_probe import load, one_round, prepare, proc_status_kb, reset_peak_rss, stack_bytes
 
 from fl_sim import SimConfig
 from fl_sim.device import resolve_device
@@ -57,6 +58,8 @@ def child(spec: str, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     cuda_before = torch.cuda.memory_allocated(device) if device.type == "cuda" else None
+    # the rounds' own peak: setup's (e.g. building 100,000 clients' data) is not a round's
+    reset = reset_peak_rss()
     rss_before = proc_status_kb("VmRSS")
     seconds, cpu_seconds = [], []
     for r in range(ROUNDS):
@@ -66,7 +69,8 @@ def child(spec: str, device: torch.device) -> None:
         seconds.append(secs)
     cuda = (torch.cuda.max_memory_allocated(device) - cuda_before
             if device.type == "cuda" else None)
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_kb": rss_before,
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "hwm_reset": reset,
+                      "rss_before_kb": rss_before,
                       "vm_hwm_kb": proc_status_kb("VmHWM"), "cuda_growth": cuda,
                       "stack_bytes": stack_bytes(sim, args["k"]),
                       "data_bytes": sim.data.train_x.nbytes + sim.data.train_y.nbytes}))
