@@ -139,3 +139,22 @@ def test_local_steps_on_logistic_use_the_linearisation():
     assert np.all(gap[:, -1] < 0.1)
     assert res.predicted_rounds == res.measured_rounds
     assert "linearised" in res.method
+
+
+def test_error_feedback_removes_the_compression_floor(ridge):
+    """docs/theory.md §12.6: a fixed point of FedDLR-EF is FedAvg's (full batch)."""
+    import fl_sim
+    from theory.quadratic import LeastSquaresClients, bias, compressed_trajectory, round_maps
+
+    c = ridge.convex
+    cfg = ridge.config(algorithm="feddlr_ef", policy_down="fixed:1", policy_up="fixed:1",
+                       local_steps=3, rounds=150, batch_size=None)
+    dist = fl_sim.run(cfg, data=ridge.data, w_star=ridge.w_star_params()).history.column(
+        "dist_sq")
+    rm = round_maps(LeastSquaresClients.from_convex(c), [cfg.lr] * 3, 3)[0]
+    fedavg_floor = float(np.sum(bias(rm, c.w_star) ** 2))
+    feddlr_floor = float(np.sum((compressed_trajectory(rm, np.zeros(c.shape), 200, "fixed:1",
+                                                       "fixed:1")[-1] - c.w_star) ** 2))
+    # relative gap to the FedAvg floor: 3e-3 at round 120, 6e-6 at round 200 (geometric)
+    assert dist[-1] == pytest.approx(fedavg_floor, rel=1e-3)
+    assert feddlr_floor > 10 * fedavg_floor  # without EF the truncation sets the floor
