@@ -146,6 +146,16 @@ class ModelCompression(Algorithm):
             return None
         return state.server_memory.get(DOWN_BASES) or None
 
+    def remember_broadcast(self, state: ServerState,
+                           sent: CompressedState) -> dict[str, dict[str, torch.Tensor]]:
+        """``state.server_memory`` after broadcasting ``sent``: under ``method="subspace"``
+        the broadcast's bases (slot ``DOWN_BASES``), where :meth:`server_warm_starts` finds
+        them next round; unchanged otherwise.
+        """
+        if self.method != "subspace":
+            return state.server_memory
+        return {**state.server_memory, DOWN_BASES: _bases(sent)}
+
     def round(self, state: ServerState, ctx: RoundContext) -> tuple[ServerState, RoundComms]:
         clients, weights = ctx.participation.clients, ctx.participation.weights
         k = clients.numel()
@@ -163,7 +173,7 @@ class ModelCompression(Algorithm):
             ranks_down, err_server = _ranks(sent), math.sqrt(sent.sq_error)
             if self.method == "subspace":
                 client_bases = _bases(sent)  # what every client knows: the broadcast V
-                server_memory = {**state.server_memory, DOWN_BASES: client_bases}
+            server_memory = self.remember_broadcast(state, sent)
         seconds += time.perf_counter() - t0
 
         local = ctx.train(broadcast(start, k), clients)

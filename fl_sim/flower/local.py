@@ -39,7 +39,7 @@ from lowrank import state_nbytes
 from lowrank.baselines import DensePayload
 
 from ..algorithms import Algorithm, FedDLREF, FedHM, FedMUD, ModelCompression, UpdateCompression
-from ..algorithms.base import weighted_sum
+from ..algorithms.base import ServerState, weighted_sum
 from ..config import SimConfig
 from ..params import Params
 from ..rng import RandomStreams, purpose_seed
@@ -168,24 +168,30 @@ class ServerSend:
     ranks_down: dict[str, int]
     err_server: float
     seconds: float  # compression time
+    server_memory: dict[str, dict[str, torch.Tensor]]  # the server's slots after sending
 
 
-def server_send(sim: Simulation, params: Params) -> ServerSend:
+def server_send(sim: Simulation, state: ServerState) -> ServerSend:
     """The server's side before training: ``C_s(w_r)`` for FedDLR-like algorithms, else dense.
 
-    Uses the run's ``compression`` stream, as :meth:`ModelCompression.round` does.
+    Uses the run's ``compression`` stream and, under ``method="subspace"``, starts from the
+    bases of the last broadcast kept in ``state.server_memory``, as
+    :meth:`ModelCompression.round` does.
     """
     alg = check_family(sim.algorithm)
+    params, memory = state.params, state.server_memory
     t0 = time.perf_counter()
     if isinstance(alg, ModelCompression) and alg.down is not None:
-        sent = alg.compress(params, alg.down, sim.streams.compression)
+        sent = alg.compress(params, alg.down, sim.streams.compression,
+                            warm_starts=alg.server_warm_starts(state))
         payloads = sent.unbind()[0].entries
         start, nbytes = sent.decompress(), sent.nbytes
         ranks, err = _ranks(sent), math.sqrt(sent.sq_error)
+        memory = alg.remember_broadcast(state, sent)
     else:
         payloads = {n: DensePayload(p) for n, p in params.items()}
         start, nbytes, ranks, err = params, state_nbytes(params), {}, 0.0
-    return ServerSend(payloads, start, nbytes, ranks, err, time.perf_counter() - t0)
+    return ServerSend(payloads, start, nbytes, ranks, err, time.perf_counter() - t0, memory)
 
 
 def client_update(sim: Simulation, start: Params, local: Params, client: int, round_index: int,

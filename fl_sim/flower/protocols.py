@@ -223,7 +223,7 @@ class FamilyProtocol(Protocol):
         self._send = None
 
     def send(self, state: ServerState, participation: Participation, round_number: int) -> Send:
-        s = server_send(self.sim, state.params)
+        s = server_send(self.sim, state)
         self._send = s
         down = Downlink({PAYLOAD: s.payloads}, {}, s.nbytes)
         return Send([down] * participation.clients.numel(), s.ranks_down, s.err_server,
@@ -241,7 +241,8 @@ class FamilyProtocol(Protocol):
         new = server_aggregate(self.sim, state.params, [d.params for d in received],
                                participation.weights)
         up = self._ranks_up(received) if isinstance(self.algorithm, ModelCompression) else {}
-        return Aggregate(ServerState(params=new, round=state.round + 1, memory=state.memory),
+        return Aggregate(ServerState(params=new, round=state.round + 1, memory=state.memory,
+                                     server_memory=self._send.server_memory),
                          self._send.ranks_down, up, self._send.err_server)
 
 

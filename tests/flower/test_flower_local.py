@@ -145,11 +145,13 @@ def _replay(cfg, lose=None):
     return out, state, memory
 
 
-@pytest.mark.parametrize("algorithm, rounds, exact", [
-    ("fedavg", 2, True), ("feddlr", 2, True), ("topk_ef", 2, True),
-    ("lowrank_update", 2, False), ("fedlmt", 2, True), ("fedpara", 2, True),
-    ("fedhm", 2, True), ("feddlr_ef", 4, True), ("fedmud", 4, True)])
-def test_replayed_rounds_equal_fl_sim(algorithm, rounds, exact):
+@pytest.mark.parametrize("algorithm, rounds, exact, extra", [
+    ("fedavg", 2, True, {}), ("feddlr", 2, True, {}), ("topk_ef", 2, True, {}),
+    ("lowrank_update", 2, False, {}), ("fedlmt", 2, True, {}), ("fedpara", 2, True, {}),
+    ("fedhm", 2, True, {}), ("feddlr_ef", 4, True, {}), ("fedmud", 4, True, {}),
+    ("feddlr", 3, True, {"method": "subspace", "policy_down": "fixed:4",
+                         "policy_up": "fixed:4"})])
+def test_replayed_rounds_equal_fl_sim(algorithm, rounds, exact, extra):
     """Same bytes per participant and ranks for every algorithm; same accuracy where
     clients draw no compression noise.
 
@@ -158,9 +160,11 @@ def test_replayed_rounds_equal_fl_sim(algorithm, rounds, exact):
     (scheme2, 2 of 3) checks that clients replay fl_sim's minibatch stream at their
     position, and, over 4 rounds, that FedDLR-EF and FedMUD clients that sat out catch up
     both ways (the missed messages from their memory, or the state dense), each paying
-    fl_sim's catch-up bytes.
+    fl_sim's catch-up bytes. FedDLR with ``method="subspace"``: the server's truncation
+    starts from the last broadcast's bases on both (its slots travel in the ServerState).
     """
-    cfg = _config(algorithm, participation="scheme2", clients_per_round=2, rounds=rounds)
+    cfg = _config(algorithm, participation="scheme2", clients_per_round=2, rounds=rounds,
+                  **extra)
     ref = run(cfg).history
     replayed, _, _ = _replay(cfg)
     modes = set()
@@ -239,3 +243,27 @@ def test_ledger_round_trip_envelope_and_tables(tmp_path):
     flower = History(config=ref.config, records=[ref.records[0]])
     text = side_by_side({"fl_sim": ref, "deployment": flower}, {"deployment": back})
     assert f"{ref.records[0].bytes_down:,}" in text and "261 / 155" in text
+
+
+def test_server_send_warm_starts_from_the_last_broadcast():
+    """Under ``method="subspace"`` the Flower server, like fl_sim's, starts its truncation
+    from the bases of its last broadcast, kept in ``ServerState.server_memory``."""
+    from fl_sim.algorithms.model_compression import DOWN_BASES
+    from fl_sim.flower.local import server_send
+
+    sim = cached_setup(_config("feddlr", method="subspace", policy_down="fixed:4",
+                               policy_up="fixed:4"))
+    alg = sim.algorithm
+    first = server_send(sim, alg.init(sim.initial_params(), sim.data.num_clients))
+    assert set(first.server_memory[DOWN_BASES]) == set(first.ranks_down)
+    moved = {n: p + 1e-3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0),
+                                       dtype=p.dtype) for n, p in first.start.items()}
+    state = alg.init(moved, sim.data.num_clients)
+    state = type(state)(params=moved, round=1, memory=state.memory,
+                        server_memory=first.server_memory)
+    second = server_send(sim, state)
+    warm = alg.compress(moved, alg.down, torch.Generator(),
+                        warm_starts=first.server_memory[DOWN_BASES]).decompress()
+    cold = alg.compress(moved, alg.down, torch.Generator()).decompress()
+    assert all(torch.equal(second.start[n], warm[n]) for n in warm)
+    assert not all(torch.equal(second.start[n], cold[n]) for n in cold)
