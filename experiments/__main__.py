@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -26,7 +27,7 @@ from fl_sim.report import code_version
 
 from .computation import run_computation
 from .engines import run_engines
-from .parallel import untimed
+from .parallel import stored_commits, untimed
 from .parameters import convex_choices
 from .report import targets, write_figures, write_report
 from .runner import Runner
@@ -85,6 +86,12 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--rebuild", action="store_true",
                     help="no runs: rebuild figures and report from <out>/results.json")
+    ap.add_argument("--partial", action="store_true",
+                    help="no runs: a report from the parts a run (still going, or stopped) "
+                         "stored in <out>/parts, labelled partial; no timed sections")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="with --partial: folder for the figures and partial.json "
+                         "(default: <out>), e.g. docs/results for the committed report")
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
@@ -92,8 +99,11 @@ def _main(argv: list[str]) -> int:
         raise ValueError(f"--jobs: expected >= 1, got {args.jobs}")
     if args.rebuild and args.out is None:
         raise ValueError("--out: --rebuild needs the folder holding results.json")
+    if args.partial and (args.out is None or not (args.out / "parts").is_dir()):
+        raise ValueError("--out: --partial needs the folder of a run, holding parts/")
     args.out = args.out or _fresh_run_folder()
-    if not args.rebuild and (args.out / "results.json").exists() and not args.overwrite:
+    if not (args.rebuild or args.partial) and (args.out / "results.json").exists() \
+            and not args.overwrite:
         raise ValueError(f"--out: {args.out} already holds results.json; pass --overwrite to "
                          "replace it, or choose another folder")
     check_output_dir(args.out, "--out")  # before any run: a bad folder costs nothing
@@ -110,10 +120,13 @@ def _main(argv: list[str]) -> int:
     machine = _machine()
     if args.rebuild:
         return _rebuild(args.out, report, grid.name)
+    if args.partial:
+        return _partial(args, grid, report, command, machine)
     t0 = time.perf_counter()
     runner = Runner(verbose=not args.quiet)
     results = untimed(grid, runner, jobs=args.jobs, threads=args.threads,  # --jobs processes
                       cache=args.out / "parts")  # a stopped run resumes from <out>/parts
+    results.pop("parts")
     results["computation"] = run_computation(grid, runner)  # timed: alone, in this process
     results["engines"] = run_engines(grid.bench_rounds, runner,
                                      flower=grid.flower and not args.no_flower)
@@ -141,6 +154,36 @@ def _write(results: dict, out: Path, report: Path, quick: bool) -> int:
     print(f"\nwrote {report}, {out / 'results.json'} and {len(figures)} figures "
           f"(runs took {results['meta']['seconds'] / 60:.1f} min)")
     print(json.dumps(to_jsonable(results["targets"]), indent=1))
+    return 0
+
+
+def _partial(args, grid, report: Path, command: str, machine: str) -> int:
+    """A report from the parts stored so far (``--partial``); results go to partial.json."""
+    cache = args.out / "parts"
+    results = untimed(grid, Runner(verbose=False), cache=cache, partial=True)
+    import matplotlib
+    import numpy
+
+    commits = sorted(stored_commits(cache))
+    results["meta"] = {
+        "command": command.strip(), "grid": grid.name, "seconds": math.nan,
+        "runs": sum(len(s["seeds"]) * len(s["rows"]) for s in results["communication"]),
+        "machine": machine + " (when the report was assembled)",
+        "commit": ", ".join(commits) or "unknown",
+        "partial": f"{results.pop('parts')} parts of the {grid.name} grid had finished "
+                   f"(stored in {cache}); the compact-model timing and the engines are "
+                   "not run in a partial report",
+        "software": f"python {platform.python_version()}, torch {torch.__version__}, "
+                    f"numpy {numpy.__version__}, matplotlib {matplotlib.__version__}",
+    }
+    results["targets"] = targets(results)
+    folder = args.figures or args.out
+    check_output_dir(folder, "--figures")
+    figures = write_figures(results, folder)
+    discussion = DISCUSSION.read_text() if DISCUSSION.exists() else ""
+    write_report(results, report, os.path.relpath(folder, report.parent), discussion)
+    write_json(folder / "partial.json", results)
+    print(f"wrote {report} and {len(figures)} figures from {results['meta']['partial']}")
     return 0
 
 

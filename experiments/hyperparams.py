@@ -42,7 +42,7 @@ def run_hp_method(method: str, grid: Grid, runner: Runner) -> list[dict]:
 
 def assemble_hyperparams(grid: Grid, rows_by_method: dict[str, list[dict]]) -> dict:
     """The grid's table and each method's best cell (the highest final accuracy)."""
-    rows = [r for m in ("fedavg", *HP_METHODS) for r in rows_by_method[m]]
+    rows = [r for m in ("fedavg", *HP_METHODS) for r in rows_by_method.get(m, [])]
     best = {}
     for r in rows:
         if r["method"] not in best or r["acc_mean"] > best[r["method"]]["acc_mean"]:

@@ -21,7 +21,7 @@ import os
 import pickle
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from .parameters import PARAMETER_PARTS, assemble_parameters, run_parameter_part
 from .runner import Runner
 from .settings import Algo, Grid, Setting
 
-__all__ = ["Part", "part_key", "parts_of", "run_parts", "untimed"]
+__all__ = ["Part", "part_key", "parts_of", "run_parts", "stored_commits", "untimed"]
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,25 @@ def part_key(part: Part) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(b for b in bits if b))
 
 
-def _load(cache: Path | None, part: Part, commit: str) -> tuple[bool, Any]:
+def _load(cache: Path | None, part: Part, commit: str | None) -> tuple[bool, Any]:
+    """``(True, result)`` if ``part`` is stored by ``commit`` (``None``: by any commit)."""
     path = None if cache is None else cache / f"{part_key(part)}.pkl"
     if path is None or not path.exists():
         return False, None
     with path.open("rb") as f:
         stored = pickle.load(f)
-    return (True, stored["result"]) if stored.get("commit") == commit else (False, None)
+    if commit is not None and stored.get("commit") != commit:
+        return False, None
+    return True, stored["result"]
+
+
+def stored_commits(cache: Path) -> set[str]:
+    """The commits that made the parts stored in ``cache``."""
+    out = set()
+    for path in sorted(cache.glob("*.pkl")):
+        with path.open("rb") as f:
+            out.add(pickle.load(f).get("commit", "unknown"))
+    return out
 
 
 def _store(cache: Path | None, part: Part, commit: str, result: Any) -> None:
@@ -132,22 +144,25 @@ def _work(part: Part, verbose: bool, threads: int, cache: Path | None,
 
 
 def run_parts(parts: list[Part], runner: Runner, jobs: int = 1, threads: int | None = None,
-              cache: Path | None = None) -> list[Any]:
+              cache: Path | None = None, stored_only: bool = False) -> list[Any]:
     """The results of ``parts``, in order; ``jobs > 1`` runs them in that many processes.
 
     With ``jobs == 1`` everything runs in this process on ``runner`` (its data cache is
     shared); otherwise each part gets a fresh :class:`Runner` in a worker, and the
     workers' run counts and seconds are added to ``runner``'s. With ``cache``, parts
-    stored there by the same commit are reused and new ones are stored.
+    stored there by the same commit are reused and new ones are stored. ``stored_only``
+    runs nothing: the parts stored by any commit, ``None`` for the others.
     """
     if jobs < 1:
         raise ValueError(f"--jobs: expected >= 1, got {jobs}")
     commit = code_version()
     out: dict[int, Any] = {}
     for i, p in enumerate(parts):
-        hit, result = _load(cache, p, commit)
+        hit, result = _load(cache, p, None if stored_only else commit)
         if hit:
             out[i] = result
+    if stored_only:
+        return [out.get(i) for i in range(len(parts))]
     todo = sorted((i for i in range(len(parts)) if i not in out),
                   key=lambda i: _priority(parts[i]))
     if out and runner.verbose:
@@ -171,20 +186,34 @@ def run_parts(parts: list[Part], runner: Runner, jobs: int = 1, threads: int | N
 
 
 def untimed(grid: Grid, runner: Runner, jobs: int = 1, threads: int | None = None,
-            cache: Path | None = None) -> dict:
-    """``communication``, ``parameters`` and ``hyperparams`` sections of the results."""
+            cache: Path | None = None, partial: bool = False) -> dict:
+    """``communication``, ``parameters`` and ``hyperparams`` sections of the results.
+
+    ``partial`` runs nothing and assembles the parts stored in ``cache``: a setting
+    without its FedAvg rows, the parameters without one of their sweeps and the grid
+    without its FedAvg cells are left out, as are the rows not stored yet;
+    ``"parts"`` says how many parts were found.
+    """
     parts = parts_of(grid)
-    done = run_parts(parts, runner, jobs=jobs, threads=threads, cache=cache)
+    done = run_parts(parts, runner, jobs=jobs, threads=threads, cache=cache,
+                     stored_only=partial)
     by_setting: dict[str, dict] = {}
     params, hp = {}, {}
     for p, r in zip(parts, done, strict=True):
+        if r is None:
+            continue
         if p.kind == "algo":
             by_setting.setdefault(p.setting.name, {})[p.algo.label] = r
         elif p.kind == "parameters":
             params[p.name] = r
         else:
             hp[p.name] = r
-    return {"communication": [run_setting(s, grid.seeds, runner, by_setting[s.name])
-                              for s in grid.settings()],
-            "parameters": assemble_parameters(grid, params),
-            "hyperparams": assemble_hyperparams(grid, hp)}
+    settings = [replace(s, algos=tuple(a for a in s.algos if a.label in by_setting[s.name]))
+                if partial else s for s in grid.settings()
+                if not partial or "fedavg" in by_setting.get(s.name, {})]
+    return {"communication": [run_setting(s, grid.seeds, runner, by_setting.get(s.name))
+                              for s in settings],
+            "parameters": (assemble_parameters(grid, params)
+                           if set(params) == set(PARAMETER_PARTS) else None),
+            "hyperparams": assemble_hyperparams(grid, hp) if "fedavg" in hp else None,
+            "parts": f"{sum(r is not None for r in done)} of {len(parts)}"}
