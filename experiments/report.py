@@ -597,7 +597,7 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          (f"best: {_f(tp.get('speedup'), '.2f')}x ({tp.get('policy')}, {tp.get('batch')}, "
           f"{_f(tp.get('loss_pt'), '.2f')} pt vs its dense model)"
           if results.get("computation") else "not measured in this report"),
-         "yes" if tp["met"] else "**no**"]]
+         "yes" if tp["met"] else "**no**" if results.get("computation") else "-"]]
     te, tv = t["feddlr_ef"], t["compact_vs_fedavg"]
     target_rows += [
         ["FedDLR-EF (our extension) within 1 point of FedAvg at >= 5x fewer total bytes",
@@ -610,7 +610,7 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
           f"{tv['loss_pt']:+.2f} pt below FedAvg)" if "speedup" in tv
           else "none within 1 point of FedAvg" if results.get("computation")
           else "not measured in this report"),
-         "yes" if tv["met"] else "**no**"]]
+         "yes" if tv["met"] else "**no**" if results.get("computation") else "-"]]
     verdict_rows = [[v["claim"], v["setting"], v["method"], f"**{v['verdict']}**",
                      v["evidence"]] for v in verdicts(results)]
     L = ["# Results: FedDLR (reconstructed) on the data we have", "",
