@@ -182,12 +182,13 @@ def policy_relative_error_bound(
     - :class:`EnergyThreshold` ``(tau)``: ``1 - tau (1 - 4 dtype_eps)`` (the policy
       asks for ``tau (1 - 4 eps)`` of the energy, eps of the SVD dtype);
     - :class:`FixedRank` ``(r)`` / :class:`RankRatio` ``(rho)``: ``1 - r'/k`` with
-      ``r'`` the requested rank clipped to ``k``.
+      ``r'`` the requested rank clipped to ``k``;
+    - :class:`FloorGrowth`: :func:`floor_growth_relative_error_bound`.
 
     Parameters
     ----------
     policy : RankPolicy
-        One of the four policies of :mod:`lowrank.policies`.
+        A policy of :mod:`lowrank.policies`.
     m, n : int
         Matrix shape.
     dtype_eps : float
@@ -211,6 +212,8 @@ def policy_relative_error_bound(
     if not (0.0 <= dtype_eps < 0.25):
         raise ValueError(f"dtype_eps: must lie in [0, 0.25), got {dtype_eps}")
     at_least_one = 1.0 - 1.0 / k
+    if isinstance(policy, FloorGrowth):
+        return floor_growth_relative_error_bound(policy, m, n, dtype_eps=dtype_eps)
     if isinstance(policy, EnergyThreshold):
         return min(at_least_one, max(0.0, 1.0 - policy.tau * (1.0 - 4.0 * dtype_eps)))
     if isinstance(policy, FixedRank | RankRatio):
@@ -264,8 +267,6 @@ def floor_growth_relative_error_bound(
     r0 = inner.requested_rank(m, n) or 1
     r_min = min(k, max(policy.floor_rank(m, n), r0 + policy.growth))
     own = 1.0 - r_min / k
-    if isinstance(inner, FloorGrowth):
-        return min(own, floor_growth_relative_error_bound(inner, m, n, dtype_eps=dtype_eps))
     if isinstance(inner, ErrorBudget):
         return own
     return min(own, policy_relative_error_bound(inner, m, n, dtype_eps=dtype_eps))

@@ -38,3 +38,11 @@ def test_bound_is_attained_on_a_flat_spectrum_and_improves_on_the_inner_policy()
     assert policy_relative_error_bound(EnergyThreshold(0.5), 10, 10) > 0.49
     with pytest.raises(TypeError, match="FloorGrowth"):
         floor_growth_relative_error_bound(RankRatio(0.5), 10, 10)
+
+
+def test_policy_relative_error_bound_dispatches_to_floor_growth():
+    """The general entry point knows FloorGrowth (it raised TypeError before)."""
+    for spec in ("floor:0.05:grow:2:energy:0.8", "floor:0:grow:1:floor:0.25:grow:0:fixed:2"):
+        policy = parse_policy(spec)
+        assert policy_relative_error_bound(policy, 12, 20) == \
+            floor_growth_relative_error_bound(policy, 12, 20)
