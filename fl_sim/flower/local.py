@@ -38,14 +38,14 @@ import torch
 from lowrank import state_nbytes
 from lowrank.baselines import DensePayload
 
-from ..algorithms import Algorithm, FedDLREF, FedHM, FedMUD, ModelCompression, UpdateCompression
+from ..algorithms import Algorithm, ModelCompression, UpdateCompression
 from ..algorithms.base import ServerState, weighted_sum
 from ..config import SimConfig
 from ..params import Params
 from ..rng import RandomStreams, purpose_seed
 from ..simulator import Simulation, setup
 
-__all__ = ["ServerSend", "cached_setup", "check_family", "check_supported", "client_generator",
+__all__ = ["ServerSend", "cached_setup", "check_family", "client_generator",
            "client_update", "minibatch_rows", "server_aggregate", "server_send", "train_client"]
 
 
@@ -54,19 +54,6 @@ def check_family(algorithm: Algorithm) -> Algorithm:
     if not isinstance(algorithm, ModelCompression | UpdateCompression):
         raise ValueError(f"algorithm: {algorithm.name!r} ({type(algorithm).__name__}) is not "
                          f"a ModelCompression or UpdateCompression algorithm")
-    return algorithm
-
-
-def check_supported(algorithm: Algorithm) -> Algorithm:
-    """``algorithm`` if fl_sim.flower has a protocol for it, else a one-line error.
-
-    Every algorithm of :data:`fl_sim.algorithms.ALGORITHMS` has one
-    (fl_sim/flower/protocols.py); an algorithm class added later needs its own.
-    """
-    if not isinstance(algorithm, ModelCompression | UpdateCompression | FedDLREF | FedHM
-                      | FedMUD):
-        raise ValueError(f"algorithm: {algorithm.name!r} ({type(algorithm).__name__}) has no "
-                         f"Flower protocol yet (fl_sim/flower/protocols.py)")
     return algorithm
 
 

@@ -62,12 +62,14 @@ from lowrank.baselines import DensePayload
 from lowrank.state import resolve_policy
 
 from ..algorithms import (
+    Algorithm,
     FedDLREF,
     FedHM,
     FedMUD,
     ModelCompression,
     RoundContext,
     ServerState,
+    UpdateCompression,
     make_algorithm,
 )
 from ..algorithms.base import weighted_sum
@@ -80,8 +82,6 @@ from ..participation import Participation
 from ..simulator import Simulation
 from .codec import Decoded, decode
 from .local import (
-    check_family,
-    check_supported,
     client_generator,
     client_update,
     server_aggregate,
@@ -91,7 +91,7 @@ from .local import (
 
 __all__ = ["Aggregate", "ClientRound", "Downlink", "FamilyProtocol", "FedDLREFProtocol",
            "FedHMProtocol", "FedMUDProtocol", "Protocol", "Send", "check_runnable",
-           "protocol_for"]
+           "check_supported", "protocol_for"]
 
 PAYLOAD = "payload"  # the record every downlink and uplink has
 
@@ -564,14 +564,29 @@ def check_runnable(config: SimConfig) -> None:
                          f"fl_sim.flower runs {alg.name} with full or scheme2 participation")
 
 
+_PROTOCOLS: tuple[tuple[type, type[Protocol]], ...] = (
+    (FedDLREF, FedDLREFProtocol), (FedMUD, FedMUDProtocol), (FedHM, FedHMProtocol),
+    (ModelCompression | UpdateCompression, FamilyProtocol))
+
+
+def _protocol_class(algorithm: Algorithm) -> type[Protocol]:
+    for kind, protocol in _PROTOCOLS:
+        if isinstance(algorithm, kind):
+            return protocol
+    raise ValueError(f"algorithm: {algorithm.name!r} ({type(algorithm).__name__}) has no "
+                     f"Flower protocol yet (fl_sim/flower/protocols.py)")
+
+
+def check_supported(algorithm: Algorithm) -> Algorithm:
+    """``algorithm`` if fl_sim.flower has a protocol for it, else a one-line error.
+
+    Every algorithm of :data:`fl_sim.algorithms.ALGORITHMS` has one; an algorithm class
+    added later needs its own entry in ``_PROTOCOLS``.
+    """
+    _protocol_class(algorithm)
+    return algorithm
+
+
 def protocol_for(sim: Simulation) -> Protocol:
     """The :class:`Protocol` of ``sim.algorithm``, or a one-line error naming it."""
-    alg = sim.algorithm
-    if isinstance(alg, FedDLREF):
-        return FedDLREFProtocol(sim)
-    if isinstance(alg, FedMUD):
-        return FedMUDProtocol(sim)
-    if isinstance(alg, FedHM):
-        return FedHMProtocol(sim)
-    check_family(alg)
-    return FamilyProtocol(sim)
+    return _protocol_class(sim.algorithm)(sim)

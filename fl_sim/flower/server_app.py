@@ -23,7 +23,7 @@ from ..config import SimConfig
 from ..history import History
 from ..simulator import setup
 from .ledger import FlowerLedger
-from .local import check_supported
+from .protocols import check_supported
 from .run_config import FlowerOptions, from_run_config
 from .strategy import FlSimStrategy
 

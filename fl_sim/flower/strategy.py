@@ -45,8 +45,7 @@ from ..participation import Participation, sample_participants
 from ..simulator import Simulation
 from .codec import decode, encode, message_nbytes
 from .ledger import Failure, FlowerLedger, FlowerRound
-from .local import check_supported
-from .protocols import Downlink, Send, protocol_for
+from .protocols import Downlink, Send, check_supported, protocol_for
 from .run_config import FlowerOptions
 
 __all__ = ["FlSimStrategy", "centralized_metrics"]

@@ -204,7 +204,7 @@ def test_lost_reply_resyncs_the_client_dense():
 
 def test_every_algorithm_has_a_protocol_and_stateful_ones_refuse_repeats():
     from fl_sim.algorithms import ALGORITHMS
-    from fl_sim.flower.local import check_supported
+    from fl_sim.flower.protocols import check_supported
 
     for name in ALGORITHMS:
         check_supported(make_algorithm(_config(name)))
