@@ -171,9 +171,9 @@ class ModelCompression(Algorithm):
                                  warm_starts=self.server_warm_starts(state))
             start, down_bytes = sent.decompress(), sent.nbytes
             ranks_down, err_server = _ranks(sent), math.sqrt(sent.sq_error)
-            if self.method == "subspace":
-                client_bases = _bases(sent)  # what every client knows: the broadcast V
             server_memory = self.remember_broadcast(state, sent)
+            # what every client knows under subspace: the broadcast V, just remembered
+            client_bases = server_memory.get(DOWN_BASES) if self.method == "subspace" else None
         seconds += time.perf_counter() - t0
 
         local = ctx.train(broadcast(start, k), clients)
