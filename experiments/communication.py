@@ -8,7 +8,7 @@ import numpy as np
 
 from fl_sim import History
 
-from .runner import Runner, bytes_to_target, mean_std, seed_stats
+from .runner import Runner, bytes_to_target, diverged_lrs, finished, mean_std, seed_stats
 from .settings import Algo, Grid, Setting
 
 __all__ = ["run_algo", "run_setting", "run_communication"]
@@ -32,21 +32,27 @@ def run_setting(setting: Setting, seeds, runner: Runner,
     """Rows of the table and the mean curves of one setting.
 
     ``runs`` (label -> histories over ``seeds``, e.g. from worker processes) skips the
-    runs; missing labels are run here.
+    runs; missing labels are run here. A seed that diverged at every learning rate the
+    runner tries (:meth:`experiments.runner.Runner.seeds`) is left out of the row's means
+    and curve and listed in its ``diverged`` (seed and rates); a row whose every seed
+    diverged has NaN numbers and no curve.
     """
     print(f"[communication] {setting.title}: {len(setting.algos)} algorithms x "
           f"{len(seeds)} seeds x {setting.base.rounds} rounds", flush=True)
     runs = dict(runs or {})
     runs = {a.label: runs[a.label] if a.label in runs else run_algo(setting, a, seeds, runner)
             for a in setting.algos}
-    fedavg = runs["fedavg"]
+    fedavg = finished(runs["fedavg"])
     base_acc, _ = mean_std([h.column("test_accuracy")[-1] for h in fedavg])
     target = math.floor(100 * setting.target_fraction * base_acc) / 100
     rows, curves = [], {}
     base_total = seed_stats(fedavg).total_bytes
     base_to_target, _ = mean_std([bytes_to_target(h, target) for h in fedavg])
-    for label, hs in runs.items():
-        st = seed_stats(hs)
+    for label, all_hs in runs.items():
+        st = seed_stats(all_hs)
+        hs = finished(all_hs)
+        diverged = [{"seed": h.config["seed"], "lrs": diverged_lrs(h)} for h in all_hs
+                    if diverged_lrs(h) is not None]
         reached = [bytes_to_target(h, target) for h in hs]
         to_target, _ = mean_std(reached)
         n_reached = sum(b is not None for b in reached)
@@ -56,16 +62,19 @@ def run_setting(setting: Setting, seeds, runner: Runner,
             "total_mb": st.total_bytes / 1e6, "ratio": base_total / st.total_bytes,
             "to_target_mb": to_target / 1e6, "reached": n_reached, "seeds": len(hs),
             "to_target_ratio": (base_to_target / to_target
-                                if n_reached == len(hs) and not math.isnan(base_to_target)
+                                if hs and n_reached == len(hs) and not math.isnan(base_to_target)
                                 else math.nan),
+            "diverged": diverged,  # seeds left out: diverged at every rate tried
             "acc_gap": st.acc_mean - base_acc,
             "lrs": sorted({h.config["lr"] for h in hs}),  # below the base lr: diverged there
             "seconds_per_round": st.seconds_per_round,
             "any_nan": any(not math.isfinite(r.train_loss) for h in hs for r in h.records
                            if r.train_loss is not None),
             # the last round's downlink ranks of the first seed (a ratchet shows here)
-            "ranks_down_last": dict(hs[0].records[-1].ranks_down or {}),
+            "ranks_down_last": dict(hs[0].records[-1].ranks_down or {}) if hs else {},
         })
+        if not hs:
+            continue
         curves[label] = {"round": hs[0].column("round"),
                          "accuracy": _mean_curve(hs, "test_accuracy"),
                          "cumulative_mb": [b / 1e6 for b in _mean_curve(hs, "cumulative_bytes")]}

@@ -10,6 +10,8 @@ each method is the one with the highest final accuracy.
 
 from __future__ import annotations
 
+import math
+
 from .runner import Runner, seed_stats
 from .settings import MLP_BASE, Grid, factorized_kwargs
 
@@ -36,7 +38,8 @@ def run_hp_method(method: str, grid: Grid, runner: Runner) -> list[dict]:
     for changes, knob, lr in cells:
         st = seed_stats(runner.seeds(base.replace(lr=lr, **changes), grid.hp_seeds))
         rows.append({"method": method, "knob": knob, "lr": lr, "acc_mean": st.acc_mean,
-                     "acc_std": st.acc_std, "total_mb": st.total_bytes / 1e6})
+                     "acc_std": st.acc_std, "total_mb": st.total_bytes / 1e6,
+                     "diverged": st.diverged})
     return rows
 
 
@@ -45,6 +48,8 @@ def assemble_hyperparams(grid: Grid, rows_by_method: dict[str, list[dict]]) -> d
     rows = [r for m in ("fedavg", *HP_METHODS) for r in rows_by_method.get(m, [])]
     best = {}
     for r in rows:
+        if not math.isfinite(r["acc_mean"]):  # every seed diverged
+            continue
         if r["method"] not in best or r["acc_mean"] > best[r["method"]]["acc_mean"]:
             best[r["method"]] = r
     return {"rounds": grid.hp_rounds, "seeds": list(grid.hp_seeds), "lrs": list(grid.hp_lrs),

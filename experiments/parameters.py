@@ -44,7 +44,7 @@ from theory.bounds import (
 from theory.constants import logistic_problem
 from theory.costs import round_bytes
 
-from .runner import Runner, mean_std, seed_stats
+from .runner import Runner, finished, mean_std, seed_stats
 from .settings import MLP_BASE, Grid
 
 __all__ = ["PARAMETER_PARTS", "assemble_parameters", "run_parameter_part", "run_parameters",
@@ -112,10 +112,12 @@ def _spearman(x, y) -> float:
 
 
 def _row(label: str, hs, **extra) -> dict:
-    st = seed_stats(hs)
+    st = seed_stats(hs)  # over the finished seeds; NaN if every seed diverged
+    done = finished(hs)
     return {"label": label, "acc_mean": st.acc_mean, "acc_std": st.acc_std,
             "total_mb": st.total_bytes / 1e6,
-            "mb_per_round": st.total_bytes / 1e6 / len(hs[0].records), **extra}
+            "mb_per_round": st.total_bytes / 1e6 / len(done[0].records) if done else math.nan,
+            "diverged": st.diverged, **extra}
 
 
 def _policy_sweep(grid: Grid, runner: Runner, base) -> dict:

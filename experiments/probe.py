@@ -34,7 +34,9 @@ def main(argv: list[str]) -> int:
     def show(label, cfg):
         st = seed_stats(runner.seeds(cfg, SEEDS))
         print(f"{argv[0]} R={cfg.rounds} {label:30s} acc {st.acc_mean:.4f} ± {st.acc_std:.4f}  "
-              f"{st.total_bytes / 1e6:8.2f} MB", flush=True)
+              f"{st.total_bytes / 1e6:8.2f} MB"
+              + (f"  ({st.diverged} seed(s) diverged at every lr tried, excluded)"
+                 if st.diverged else ""), flush=True)
         return st
 
     fedavg = show("fedavg", base.replace(algorithm="fedavg"))

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from tabulate import tabulate
 
-__all__ = ["comm_table", "computation_table", "convex_table", "engines_text",
+__all__ = ["comm_table", "computation_table", "convex_table", "diverged_runs", "engines_text",
            "hyperparams_table", "pareto_front", "paired_table", "plot_convex_floors",
            "plot_paired", "plot_pareto", "plot_policies", "plot_setting", "policy_table",
            "targets", "verdicts", "write_figures", "write_report"]
@@ -54,19 +54,41 @@ def comm_table(setting: dict) -> str:
 
     def label(r: dict) -> str:  # runs that diverged at the base lr ran again at lr/2
         lrs = r.get("lrs", [base_lr])
-        return r["algorithm"] if lrs == [base_lr] else \
+        out = r["algorithm"] if lrs in ([base_lr], []) else \
             f"{r['algorithm']} (lr {', '.join(f'{v:g}' for v in lrs)}†)"
+        return out + "".join(f" — **seed {d['seed']} diverged at lr "
+                             f"{'/'.join(f'{v:g}' for v in d['lrs'])}** (excluded)"
+                             for d in r.get("diverged", []))
 
-    rows = [[label(r), f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
-             f"{100 * r['acc_gap']:+.2f} pt", f"{r['up_mb']:.1f}", f"{r['down_mb']:.1f}",
-             f"{r['total_mb']:.1f}", f"{r['ratio']:.2f}x",
+    rows = [[label(r), _f(r['acc_mean'], '.4f', 'diverged') + (
+                 f" ± {r['acc_std']:.4f}" if math.isfinite(r['acc_mean']) else ""),
+             f"{_f(100 * r['acc_gap'], '+.2f')} pt", _f(r['up_mb'], '.1f'),
+             _f(r['down_mb'], '.1f'), _f(r['total_mb'], '.1f'), f"{_f(r['ratio'], '.2f')}x",
              f"{_f(r['to_target_mb'], '.1f')} ({r['reached']}/{r['seeds']})",
-             f"{_f(r['to_target_ratio'], '.2f')}x", f"{r['seconds_per_round']:.3f}"]
+             f"{_f(r['to_target_ratio'], '.2f')}x", _f(r['seconds_per_round'], '.3f')]
             for r in setting["rows"]]
+    n_div = sum(len(r.get("diverged", [])) for r in setting["rows"])
     return (f"Target accuracy {setting['target']:.2f} (95% of FedAvg's mean final accuracy, "
             f"rounded down); {setting['rounds']} rounds, seeds {setting['seeds']}. † = a "
             f"seed diverged at lr {base_lr} and ran again at half the rate (the same rule "
-            f"for every algorithm, experiments/runner.py).\n\n" + _md(rows, headers))
+            f"for every algorithm, experiments/runner.py)."
+            + (f" **{n_div} seed run(s) diverged at all three rates** (named in the row): "
+               "they are left out of that row's means, curve and seed count."
+               if n_div else "") + "\n\n" + _md(rows, headers))
+
+
+def diverged_runs(results: dict) -> list[str]:
+    """One line per seed that diverged at every rate tried, over every section."""
+    out = []
+    for s in results.get("communication", []):
+        for r in s["rows"]:
+            out += [f"{s['title']}: {r['algorithm']}, seed {d['seed']}, lr "
+                    f"{'/'.join(f'{v:g}' for v in d['lrs'])}" for d in r.get("diverged", [])]
+    for r in (results.get("hyperparams") or {}).get("rows", []):
+        if r.get("diverged"):
+            out.append(f"hyperparameter grid: {r['method']} {r['knob']} lr {r['lr']:g}, "
+                       f"{r['diverged']} seed(s)")
+    return out
 
 
 def policy_table(p: dict) -> str:
@@ -244,11 +266,12 @@ def verdicts(results: dict) -> list[dict]:
     """
     out = []
     for s in results["communication"]:
-        sota = [r for r in s["rows"] if _family(r["algorithm"]) in SOTA]
+        ran = [r for r in s["rows"] if math.isfinite(r["acc_mean"])]  # not all diverged
+        sota = [r for r in ran if _family(r["algorithm"]) in SOTA]
         if not sota:
             continue
         for fam in ("feddlr", "feddlr_ef"):
-            ours = [r for r in s["rows"] if _family(r["algorithm"]) == fam
+            ours = [r for r in ran if _family(r["algorithm"]) == fam
                     and r["ratio"] > 1.0 + 1e-9]
             if not ours:
                 continue
@@ -290,9 +313,15 @@ def verdicts(results: dict) -> list[dict]:
 def hyperparams_table(h: dict) -> str:
     """Experiment 5: every cell of the equal-budget grid, best cell of each method marked."""
     headers = ["method", "knob", "lr", "final acc (mean ± std)", "total MB", "best?"]
-    rows = [[r["method"], r["knob"], f"{r['lr']:g}", f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}",
-             f"{r['total_mb']:.1f}", "**best**" if h["best"][r["method"]] is r
-             or h["best"][r["method"]] == r else ""] for r in h["rows"]]
+    def acc(r: dict) -> str:
+        a = (f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}" if math.isfinite(r["acc_mean"])
+             else "diverged")
+        return a + (f" ({r['diverged']} seed(s) diverged at lr {r['lr']:g}/"
+                    f"{r['lr'] / 2:g}/{r['lr'] / 4:g}, excluded)" if r.get("diverged") else "")
+
+    rows = [[r["method"], r["knob"], f"{r['lr']:g}", acc(r), _f(r['total_mb'], '.1f'),
+             "**best**" if h["best"].get(r["method"]) is r
+             or h["best"].get(r["method"]) == r else ""] for r in h["rows"]]
     return _md(rows, headers)
 
 
@@ -371,6 +400,8 @@ def plot_pareto(setting: dict, ax: Axes | None = None
     markers = {"feddlr": "o", "feddlr_ef": "s", "other": "x", **dict.fromkeys(SOTA, "^")}
     data = {}
     for r in setting["rows"]:
+        if not math.isfinite(r["acc_mean"]):  # every seed diverged: nothing to plot
+            continue
         fam = _family(r["algorithm"])
         ax.errorbar(r["total_mb"], r["acc_mean"], yerr=r["acc_std"], fmt=markers[fam],
                     ms=5, capsize=2, label=r["algorithm"])
@@ -646,6 +677,12 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
          "bit-packed QSGD levels). `bytes ratio` = FedAvg's total / this run's total; "
          "`to-target ratio` = FedAvg's bytes to the target / this run's (only when every "
          "seed reached it).", ""]
+    div = diverged_runs(results)
+    L += ([f"**Diverged runs: {len(div)}.** A run that diverges is repeated at half, then a "
+           "quarter of the learning rate (the same rule for every method, "
+           "experiments/runner.py); these diverged at all three rates and are left out of "
+           "their row's means (each is named in its row): " + "; ".join(div) + ".", ""]
+          if div else ["No run diverged at all three learning rates it was tried at.", ""])
     for s in results["communication"]:
         L += [f"### {s['title']}", "", comm_table(s), "",
               f"![{s['title']}]({figures_rel}/comm_{s['name']}.png)", "",
@@ -670,11 +707,11 @@ def write_report(results: dict, path: Path, figures_rel: str, discussion: str) -
     if results.get("engines"):
         L += ["## 4. Simulator performance", "",
               "Workload of `benchmarks/bench_simulator.py`: digits IID, MLP 64-200-200-10, 100 "
-              "clients, full participation, E = 10, B = 10. The recorded benchmark "
-              "(docs/benchmarks.md) gives 86 ms of vectorized local training per round (10.1x "
-              "faster than a loop over clients), 103 ms per whole FedAvg round, and 509 ms per "
-              "FedDLR round, 79% of it in the clients' exact SVDs. Measured again in this "
-              "run:", "", engines_text(results["engines"]), ""]
+              "clients, full participation, E = 10, B = 10, on the default config of "
+              "this commit. docs/benchmarks.md holds the benchmark's own records (per "
+              "component, idle machine, CPU clock); here the two engines are timed "
+              "end to end, by wall clock, in this run:", "",
+              engines_text(results["engines"]), ""]
     if results.get("hyperparams"):
         h = results["hyperparams"]
         L += ["## 5. Low-rank methods: one equal-budget hyperparameter grid per method", "",

@@ -12,7 +12,41 @@ import numpy as np
 from fl_sim import History, RunResult, SimConfig, run
 from fl_sim.federated_data import DATA_FIELDS, FederatedData, data_from_config
 
-__all__ = ["Runner", "SeedStats", "seed_stats", "bytes_to_target", "mean_std"]
+__all__ = ["Diverged", "Runner", "SeedStats", "seed_stats", "bytes_to_target", "diverged_lrs",
+           "finished", "mean_std"]
+
+LR_TRIES = 3  # the base rate, then half of it, then a quarter
+
+
+class Diverged(FloatingPointError):
+    """A run that diverged at every learning rate :class:`Runner` tries.
+
+    Parameters
+    ----------
+    algorithm : str
+        The config's algorithm.
+    seed : int
+        The config's seed.
+    lrs : tuple of float
+        The rates tried, in order.
+    message : str
+        The last divergence's message.
+    """
+
+    def __init__(self, algorithm: str, seed: int, lrs: tuple[float, ...], message: str) -> None:
+        super().__init__(f"{algorithm} seed {seed} diverged at lr "
+                         f"{'/'.join(f'{v:g}' for v in lrs)}: {message}")
+        self.algorithm, self.seed, self.lrs = algorithm, seed, tuple(lrs)
+
+
+def diverged_lrs(h: History) -> list[float] | None:
+    """The rates a diverged run tried (:meth:`Runner.seeds`), ``None`` for a finished run."""
+    return h.config.get("diverged_lrs")
+
+
+def finished(histories) -> list[History]:
+    """The histories that are not diverged outcomes (:func:`diverged_lrs` is ``None``)."""
+    return [h for h in histories if diverged_lrs(h) is None]
 
 
 class Runner:
@@ -24,6 +58,7 @@ class Runner:
         self.runs = 0
         self.seconds = 0.0
         self.backoffs: list[tuple[str, int, float]] = []  # (algorithm, seed, lr that diverged)
+        self.diverged: list[Diverged] = []  # runs that diverged at every rate tried
 
     def data(self, cfg: SimConfig) -> FederatedData:
         """The config's data (:func:`fl_sim.federated_data.data_from_config`), cached."""
@@ -38,16 +73,25 @@ class Runner:
         The same rule for every algorithm (no method is tuned by hand): a run that stops
         with :class:`fl_sim.simulator.DivergenceError` or a non-finite loss is repeated
         at ``lr / 2``, then ``lr / 4``; the history's config records the rate that ran,
-        and :attr:`backoffs` lists ``(algorithm, seed, lr that diverged)``.
+        and :attr:`backoffs` lists ``(algorithm, seed, lr that diverged)``. A run that
+        diverges at all three rates raises :class:`Diverged` (and is listed in
+        :attr:`diverged`); :meth:`seeds` records it as an outcome instead.
         """
         t0 = time.perf_counter()
-        for attempt in range(3):
+        tried: list[float] = []
+        for attempt in range(LR_TRIES):
             try:
                 result = run(cfg, data=self.data(cfg), **kwargs)
                 break
             except FloatingPointError as exc:
-                if attempt == 2:
-                    raise
+                tried.append(cfg.lr)
+                if attempt == LR_TRIES - 1:
+                    err = Diverged(cfg.algorithm, cfg.seed, tuple(tried), str(exc)[:120])
+                    self.diverged.append(err)
+                    self.seconds += time.perf_counter() - t0
+                    if self.verbose:
+                        print(f"  {err}", flush=True)
+                    raise err from exc
                 self.backoffs.append((cfg.algorithm, cfg.seed, cfg.lr))
                 if self.verbose:
                     print(f"  {cfg.algorithm} seed {cfg.seed} diverged at lr {cfg.lr:g} "
@@ -66,8 +110,17 @@ class Runner:
         return result
 
     def seeds(self, cfg: SimConfig, seeds) -> list[History]:
-        """The histories of ``cfg`` over ``seeds``."""
-        return [self(cfg.replace(seed=s)).history for s in seeds]
+        """The histories of ``cfg`` over ``seeds``; a seed that diverged at every rate
+        tried is an empty history whose config holds ``diverged_lrs`` (never dropped:
+        :func:`finished` leaves it out of means, :func:`diverged_lrs` reports it)."""
+        out = []
+        for s in seeds:
+            one = cfg.replace(seed=s)
+            try:
+                out.append(self(one).history)
+            except Diverged as err:
+                out.append(History(config={**one.to_dict(), "diverged_lrs": list(err.lrs)}))
+        return out
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -94,6 +147,7 @@ class SeedStats:
     up_bytes: float  # mean over seeds of the total uplink bytes
     down_bytes: float
     seconds_per_round: float  # median over seeds and rounds 2.. of the wall time per round
+    diverged: int = 0  # seeds that diverged at every rate tried, left out of the means
 
     @property
     def total_bytes(self) -> float:
@@ -101,10 +155,15 @@ class SeedStats:
 
 
 def seed_stats(histories: list[History]) -> SeedStats:
+    """Means over the finished seeds (NaN if none finished); ``diverged`` counts the rest."""
+    done = finished(histories)
+    if not done:
+        return SeedStats(math.nan, math.nan, math.nan, math.nan, math.nan, len(histories))
+    histories, n_div = done, len(histories) - len(done)
     accs = [h.column("test_accuracy")[-1] for h in histories]
     m, s = mean_std(accs)
     secs = [r.seconds for h in histories for r in h.records[1:]] or \
         [r.seconds for h in histories for r in h.records]
     return SeedStats(m, s, float(np.mean([sum(h.column("bytes_up")) for h in histories])),
                      float(np.mean([sum(h.column("bytes_down")) for h in histories])),
-                     float(np.median(secs)))
+                     float(np.median(secs)), n_div)

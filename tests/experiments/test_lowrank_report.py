@@ -69,5 +69,48 @@ def test_runner_halves_the_learning_rate_after_a_divergence(monkeypatch):
     monkeypatch.setattr(runner_module, "run", lambda cfg, **kw: flaky_run(cfg.replace(lr=1.0)))
     import pytest
 
-    with pytest.raises(DivergenceError):
+    with pytest.raises(runner_module.Diverged) as err:
         runner(cfg)
+    assert err.value.lrs == (0.4, 0.2, 0.1) and runner.diverged == [err.value]
+
+
+def test_a_run_diverging_at_every_rate_is_a_reported_row_not_a_stop(tmp_path):
+    """A config forced to diverge (lr 1e4): a 'diverged' outcome with the rates tried,
+    left out of the row's means and curve, named in the row and counted in the report."""
+    import math
+
+    from experiments.communication import run_setting
+    from experiments.report import comm_table, diverged_runs, plot_pareto, verdicts
+    from experiments.runner import Runner, diverged_lrs, seed_stats
+    from experiments.settings import Algo, Setting
+    from fl_sim import SimConfig
+
+    base = SimConfig(algorithm="fedavg", num_clients=3, rounds=2, lr=0.1, device="cpu",
+                     model_kwargs={"hidden": [8]})
+    hot = Algo("fedhm hot", {"lr": 1e4})  # a SOTA-family label, so verdicts see it
+    setting = Setting("tiny", "tiny", base, (Algo("fedavg"), Algo("feddlr ratio:0.25", {
+        "algorithm": "feddlr"}), hot))
+    runner = Runner(verbose=False)
+    hs = runner.seeds(hot.config(base), [0, 1])
+    assert [diverged_lrs(h) for h in hs] == [[1e4, 5e3, 2.5e3]] * 2
+    assert all(h.records == [] for h in hs) and len(runner.diverged) == 2
+    st = seed_stats(hs)
+    assert st.diverged == 2 and math.isnan(st.acc_mean)
+    out = run_setting(setting, [0, 1], runner, runs={"fedhm hot": hs})
+    row = out["rows"][2]
+    assert row["diverged"] == [{"seed": 0, "lrs": [1e4, 5e3, 2.5e3]},
+                               {"seed": 1, "lrs": [1e4, 5e3, 2.5e3]}]
+    assert math.isnan(row["acc_mean"]) and row["seeds"] == 0 and "fedhm hot" not in out["curves"]
+    assert out["rows"][1]["diverged"] == [] and math.isfinite(out["rows"][1]["acc_mean"])
+    text = comm_table(out)
+    assert "seed 1 diverged at lr 10000/5000/2500** (excluded)" in text
+    assert "**2 seed run(s) diverged at all three rates**" in text
+    assert len(diverged_runs({"communication": [out]})) == 2
+    assert verdicts({"communication": [out]}) == []  # the only SOTA row has no numbers
+    _, _, data = plot_pareto(out)
+    assert set(data) == {"fedavg", "feddlr ratio:0.25"}
+    # one seed diverging: the row's means are over the other seed only
+    mixed = [runner.seeds(base, [0])[0], hs[1]]
+    row = run_setting(setting, [0, 1], runner, runs={"fedhm hot": mixed})["rows"][2]
+    assert row["seeds"] == 1 and row["acc_mean"] == mixed[0].column("test_accuracy")[-1]
+    assert row["diverged"] == [{"seed": 1, "lrs": [1e4, 5e3, 2.5e3]}]
