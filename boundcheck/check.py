@@ -66,7 +66,7 @@ __all__ = [
 _MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
 _CONSTANTS = ("round", "global", "ball")
 _DRIFTS = ("lemma3", "measured")
-BOUNDS = ("li", "exact")
+BOUNDS = ("li", "exact", "local")
 ROUNDING = 1e-12  # relative float64 rounding allowed between the simulator and the closed form
 HOLDS_SEMANTICS = (
     "holds: bound >= the mean over seeds at every round, strictly. The exact bound's FedAvg "
@@ -631,6 +631,10 @@ def check(
     rep = _report(config, problem, runs, consts, drift, li_main, lemma3, meas, glob, etas)
     if bound == "li":
         return dataclasses.replace(rep, constants=rep.constants | {"bound": "li"})
+    if bound == "local":  # docs/theory.md §13 (boundcheck/local.py)
+        from .local import local_report
+
+        return local_report(rep, runs, config, problem, etas, li_main)
     exact, parts = exact_variant(runs, config, problem, etas)
     measured = runs.measured_dist_sq
     # the exact part is an expectation: the mean over a few seeds scatters around it
