@@ -5,9 +5,11 @@ FedAvg over seeds 0-2, outside the grid (how the targets were pursued).
 100 clients, K = 20), ``m1d`` (MNIST-1D MLP, same protocol), ``cnn``, ``silo`` (digits
 MLP, 20 clients all in every round) or ``m1dsilo``. FedAvg runs ``FEDAVG_ROUNDS``
 rounds; each ``SPEC`` is ``algorithm,policy[,field=value...]`` (the policy on both
-links; fields of :class:`fl_sim.SimConfig` with an int, float or str value, e.g.
-``rounds=70`` or ``lr=0.1``). Prints final accuracy (mean ± std over seeds), total MB,
-the byte ratio against FedAvg and the accuracy gap in points.
+links; for FedHM, FedLMT, FedMUD the rank of the factorized model, for FedPara its
+gamma, e.g. ``fedpara,0.1,lr=0.0125``; fields of :class:`fl_sim.SimConfig` with an
+int, float or str value, e.g. ``rounds=70`` or ``lr=0.1``). Prints final accuracy
+(mean ± std over seeds), total MB, the byte ratio against FedAvg and the accuracy gap
+in points.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import torch
 
 from .runner import Runner, seed_stats
-from .settings import CNN_BASE, MLP_BASE, MNIST1D_BASE, SILO_CHANGES
+from .settings import CNN_BASE, MLP_BASE, MNIST1D_BASE, SILO_CHANGES, SOTA, factorized_kwargs
 
 BASES = {"mlp": MLP_BASE, "m1d": MNIST1D_BASE, "cnn": CNN_BASE,
          "silo": MLP_BASE.replace(**SILO_CHANGES), "m1dsilo": MNIST1D_BASE.replace(**SILO_CHANGES)}
@@ -43,6 +45,9 @@ def main(argv: list[str]) -> int:
     for spec in argv[2:]:
         algorithm, policy, *fields = spec.split(",")
         changes = {"algorithm": algorithm, "policy_down": policy, "policy_up": policy}
+        if algorithm in SOTA:  # a factorized model: the policy is its rank (FedPara: gamma)
+            changes = {"algorithm": algorithm,
+                       "model_kwargs": factorized_kwargs(algorithm, policy)}
         for kv in fields:
             key, value = kv.split("=")
             changes[key] = type(getattr(base, key))(value)
