@@ -114,6 +114,32 @@ def test_cholesky_orthonormalize_spans_the_columns_and_falls_back_when_singular(
                                rtol=0, atol=1e-10)
 
 
+def _residual(q, y):
+    """``||y_j - Q Q^T y_j|| / ||y_j||`` per column of float32 ``y`` (in float64)."""
+    q, y = q.double(), y.float().double()
+    return (y - q @ (q.mT @ y)).norm(dim=-2) / y.norm(dim=-2)
+
+
+def test_cholesky_orthonormalize_in_float32_scales_columns_and_falls_back_to_float64():
+    g = torch.Generator().manual_seed(1)
+    # nearly orthogonal columns of lengths 1e-3..1e3: cond(Y) ~1e6, but ~1 after scaling,
+    # so the float32 Gram suffices
+    base = torch.linalg.qr(torch.randn(4, 60, 8, generator=g, dtype=torch.float64))[0]
+    y = base + 0.05 * torch.randn(4, 60, 8, generator=g, dtype=torch.float64)
+    y = y * torch.logspace(-3, 3, 8, dtype=torch.float64)
+    q = cholesky_orthonormalize(y.float())
+    assert q.dtype == torch.float32 and q.is_contiguous()
+    eye = torch.eye(8, dtype=torch.float64).expand(4, 8, 8)
+    torch.testing.assert_close(q.double().mT @ q.double(), eye, rtol=0, atol=1e-5)
+    assert _residual(q, y).max() < 1e-5  # the same span, column by column
+    # nearly dependent columns (cond ~1e3 after scaling): beyond float32's Gram, redone in
+    # float64, still orthonormal to the stated 1e-5
+    y[2, :, 7] = y[2, :, 6] / y[2, :, 6].norm() + 1e-3 * base[2, :, 7]
+    q = cholesky_orthonormalize(y.float())
+    torch.testing.assert_close(q.double().mT @ q.double(), eye, rtol=0, atol=1e-5)
+    assert _residual(q, y).max() < 1e-5
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_the_cuda_path_gives_the_cpu_result(matrix_with_spectrum):
     local, v0 = _trained_like(matrix_with_spectrum)
