@@ -19,14 +19,21 @@ from dataclasses import dataclass, field
 import numpy as np
 from tabulate import tabulate
 
+import fl_sim
 from fl_sim import SimConfig
 from theory.bounds import constant_step_round, fixed_point
+from theory.quadratic import (
+    LeastSquaresClients,
+    enclosure_radii,
+    floor_enclosure,
+    round_maps,
+)
 
 from .check import check
-from .problems import Problem
+from .problems import PARAM, Problem
 from .report import BoundReport
 
-__all__ = ["FloorComparison", "floor_ordering", "ordering_agrees"]
+__all__ = ["FloorBounds", "FloorComparison", "floor_bounds", "floor_ordering", "ordering_agrees"]
 
 
 @dataclass(frozen=True)
@@ -78,12 +85,20 @@ class FloorComparison:
         return "\n".join(lines)
 
 
-def ordering_agrees(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Every pair is ordered the same way in ``a`` and ``b`` (strictly)."""
+def ordering_agrees(a: Sequence[float], b: Sequence[float], rtol: float = 0.0) -> bool:
+    """Every pair is ordered the same way in ``a`` and ``b`` (strictly).
+
+    ``rtol``: pairs whose values differ by at most ``rtol`` times the larger are ties in
+    that sequence (a bound and a run that agree to rounding order exact ties either way).
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     n = a.size
-    return all(np.sign(a[i] - a[j]) == np.sign(b[i] - b[j])
-               for i in range(n) for j in range(i + 1, n))
+
+    def sign(x: np.ndarray, i: int, j: int) -> float:
+        diff = x[i] - x[j]
+        return 0.0 if abs(diff) <= rtol * max(abs(x[i]), abs(x[j])) else float(np.sign(diff))
+
+    return all(sign(a, i, j) == sign(b, i, j) for i in range(n) for j in range(i + 1, n))
 
 
 def floor_ordering(
@@ -130,3 +145,102 @@ def floor_ordering(
         es.append(e_s)
         ec.append(e_c)
     return FloorComparison(list(ranks), pred, meas, es, ec, float(B), tail, reports)
+
+
+@dataclass(frozen=True)
+class FloorBounds:
+    """A-priori floor bounds (docs/theory.md §12.4) against full-batch runs, per policy."""
+
+    policies: list[str]  # both sides; "none" is FedAvg
+    floor_bound: list[float]  # upper bound on the floor of E||w - w*||^2 (before any run)
+    floor_lower: list[float]  # the enclosure's lower end
+    basin_radius: list[float]  # r_max: trajectories within it of the center are covered
+    jacobian_norm: list[float]  # ||J|| of the compressed map at the center
+    entry_round: list[list[int | None]]  # per policy and seed: first round inside the basin
+    round_bound: list[list[float | None]]  # per policy and seed: bound at the last round
+    measured: list[list[float]]  # per policy and seed: ||w_R - w*||^2 at the last round
+    local_steps: int
+    rounds: int
+    seeds: list[int]
+
+    @property
+    def ratio(self) -> list[float]:
+        """floor bound / mean measured last round."""
+        return [b / float(np.mean(m)) for b, m in zip(self.floor_bound, self.measured,
+                                                      strict=True)]
+
+    @property
+    def holds(self) -> bool:
+        """Every run entered the basin and its last round is below the round bound."""
+        return all(b is not None and m <= b for bs, ms in zip(self.round_bound, self.measured,
+                                                              strict=True)
+                   for b, m in zip(bs, ms, strict=True))
+
+    @property
+    def same_ordering(self) -> bool:
+        return ordering_agrees(self.floor_bound, [float(np.mean(m)) for m in self.measured],
+                               rtol=1e-6)
+
+    def to_dict(self) -> dict:
+        return {"policies": self.policies, "floor_bound": self.floor_bound,
+                "floor_lower": self.floor_lower, "basin_radius": self.basin_radius,
+                "jacobian_norm": self.jacobian_norm, "entry_round": self.entry_round,
+                "round_bound": self.round_bound, "measured_per_seed": self.measured,
+                "ratio_bound_over_measured": self.ratio, "holds": self.holds,
+                "same_ordering": self.same_ordering, "local_steps": self.local_steps,
+                "rounds": self.rounds, "seeds": self.seeds,
+                "method": "verified enclosure of the limit of the full-batch compressed map "
+                          "(theory.quadratic.floor_enclosure, docs/theory.md §12.4): holds for "
+                          "every trajectory that enters the basin; entry checked per run"}
+
+
+def floor_bounds(problem: Problem, policies: Sequence[str], local_steps: int = 5,
+                 rounds: int = 150, seeds: Sequence[int] = (0, 1, 2)) -> FloorBounds:
+    """A-priori floor bound of each policy (both sides) against full-batch FedDLR runs.
+
+    The bound (:func:`theory.quadratic.floor_enclosure`) uses the problem alone. Each run
+    (full batch, full participation, constant step ``1/(4L)``) is checked: the first round
+    its model lies within the basin radius of the enclosure's center, and from there the
+    bound on its last round (:func:`theory.quadratic.enclosure_radii`), against its
+    measured ``||w_R - w*||^2``.
+    """
+    c = problem.convex
+    if c.kind != "ridge":
+        raise ValueError(f"problem: floor bounds need ridge, not {c.kind}")
+    clients = LeastSquaresClients.from_convex(c)
+    base = problem.config(local_steps=local_steps, rounds=rounds, batch_size=None)
+    lr = base.lr
+    rm = round_maps(clients, [lr] * local_steps, local_steps)[0]
+    ws = c.w_star
+    fb, fl, rmax, jn, entry, rbound, meas = [], [], [], [], [], [], []
+    for pol in policies:
+        p = None if pol == "none" else pol
+        enc = floor_enclosure(rm, ws, p, p)
+        fb.append(float(enc.floor_bound))
+        fl.append(float(enc.floor_lower))
+        rmax.append(float(enc.r_max))
+        jn.append(float(enc.jacobian_norm))
+        cfg = base.replace(algorithm="fedavg") if p is None else base.replace(
+            algorithm="feddlr", policy_down=p, policy_up=p)
+        e_row, b_row, m_row = [], [], []
+        for s in seeds:
+            models: dict[int, np.ndarray] = {}
+            obs = fl_sim.Observer(on_global=lambda r, prm, models=models: models.__setitem__(
+                r, prm[PARAM].detach().cpu().double().numpy().T.copy()))
+            h = fl_sim.run(cfg.replace(seed=s), data=problem.data,
+                           w_star=problem.w_star_params(), observer=obs).history
+            dist = [float(np.linalg.norm(models[r] - enc.center)) for r in range(rounds + 1)]
+            inside = [r for r in range(rounds + 1) if dist[r] <= enc.r_max]
+            r_in = inside[0] if inside else None
+            if r_in is None:
+                b_row.append(None)
+            else:
+                R = enclosure_radii(enc, rm, dist[r_in], rounds - r_in)[-1]
+                b_row.append(float((enc.center_dist + R) ** 2))
+            e_row.append(r_in)
+            m_row.append(float(h.column("dist_sq")[-1]))
+        entry.append(e_row)
+        rbound.append(b_row)
+        meas.append(m_row)
+    return FloorBounds(list(policies), fb, fl, rmax, jn, entry, rbound, meas, local_steps,
+                       rounds, list(seeds))

@@ -621,3 +621,266 @@ def compressed_trajectory(round_map: AffineRound, W0: np.ndarray, rounds: int, d
 
 
 __all__ += ["CompressedRun", "compressed_run", "compressed_trajectory"]
+
+
+# ------------------------------- a-priori floor bound: a verified enclosure of the limit
+def _policy_ranks_in_ball(s: np.ndarray, policy, shape: tuple[int, int], eps: float,
+                          min_compression_rate: float = 1.0) -> set[int | None]:
+    """Ranks the policy may send for any matrix within ``eps`` (Frobenius) of one with
+    singular values ``s`` (None: the matrix travels dense, no truncation).
+
+    Mirsky: the singular-value vector moves by at most ``eps`` in the 2-norm, so every
+    partial norm ``||s_{<=r}||`` and tail norm ``||s_{>r}||`` moves by at most ``eps``.
+    FixedRank and RankRatio do not look at ``s``; EnergyThreshold keeps the smallest ``r``
+    with ``||s_{>r}||^2 <= (1 - tau') ||s||^2`` (``tau'`` its threshold with the slack of
+    ``lowrank``), decided for every matrix in the ball by margins on those norms.
+    """
+    from lowrank.accounting import sends_factors
+    from lowrank.policies import EnergyThreshold, FixedRank, RankRatio, parse_policy
+
+    if policy is None:
+        return {None}
+    pol = parse_policy(policy)
+    d, c = shape
+    k = s.size
+
+    def eff(r: int) -> int | None:
+        return r if bool(sends_factors(c, d, r, min_compression_rate)) else None
+
+    if isinstance(pol, FixedRank | RankRatio):
+        return {eff(min(pol.requested_rank(c, d), k))}
+    if not isinstance(pol, EnergyThreshold):
+        raise ValueError(f"policy: the floor enclosure covers fixed, ratio and energy policies, "
+                         f"not {policy!r}")
+    tau = float(pol.tau) * (1.0 - 4 * np.finfo(np.float64).eps)
+    ratio = math.sqrt((1.0 - tau) / tau)  # tail <= ratio * head  <=>  head^2 >= tau total
+    possible: set[int | None] = set()
+    for r in range(1, k + 1):
+        head, tail = float(np.linalg.norm(s[:r])), float(np.linalg.norm(s[r:]))
+        surely_ok = tail + eps <= ratio * max(head - eps, 0.0)
+        surely_not = tail - eps > ratio * (head + eps)
+        if not surely_not:
+            possible.add(eff(r))
+        if surely_ok:
+            break
+    return possible
+
+
+def _truncation_terms(Y: np.ndarray, policy, eps: float) -> tuple[np.ndarray | None, float, float]:
+    """``(V_r or None, kappa, K)`` of the policy's truncation ``T`` on the ball ``B(Y, eps)``.
+
+    ``kappa`` bounds ``||DT_X||`` (Frobenius operator norm) for every ``X`` in the ball and
+    ``K`` bounds the second-order remainder, ``||T(Y + E) - T(Y) - DT_Y[E]|| <= K ||E||^2``
+    for ``||E|| <= eps`` (docs/theory.md §12.4; infinite where the rank may change or the gap
+    closes). ``V_r`` are the top-``r`` right singular vectors of ``Y`` (None: ``T`` is the
+    identity on the ball).
+    """
+    _, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    ranks = _policy_ranks_in_ball(s, policy, Y.shape, eps)
+    if ranks == {None}:
+        return None, 1.0, 0.0
+    if len(ranks) != 1:
+        return Vt, math.inf, math.inf
+    r = ranks.pop()
+    if r >= s.size:
+        return None, 1.0, 0.0
+    sr, sn, s1 = float(s[r - 1]), float(s[r]), float(s[0])
+    if sr - sn - 2 * eps <= 0:
+        return Vt[:r].T, math.inf, math.inf
+    kappa = (sr - eps) / (sr - sn - 2 * eps)
+    g = (sr - eps) ** 2 - (sn + eps) ** 2  # gap of the Gram matrix's spectrum on the ball
+    hi = s1 + eps
+    radius = ((hi**2 + g / 2) - ((sr - eps) ** 2 + (sn + eps) ** 2) / 2) / 2  # contour circle
+    K = 0.5 * radius * hi * (24.0 / g**2 + 64.0 * hi**2 / g**3)
+    return Vt[:r].T, kappa, K
+
+
+def truncation_derivative(Y: np.ndarray, V: np.ndarray | None, E: np.ndarray) -> np.ndarray:
+    """``DT_Y[E]`` of the rank-``r`` truncation ``T(X) = X Pi(X^T X)`` at ``Y`` (``V``: top-``r``
+    right singular vectors; None: ``T`` is the identity).
+
+    ``Pi`` is the spectral projector of the Gram matrix onto its top ``r`` eigenvalues
+    ``lambda_i = s_i^2``; ``DPi[H] = sum_{i<=r<j} (v_i^T H v_j)/(lambda_i - lambda_j)
+    (v_i v_j^T + v_j v_i^T)`` with ``H = Y^T E + E^T Y``, and ``DT_Y[E] = E Pi + Y DPi[H]``.
+    """
+    if V is None:
+        return E
+    r = V.shape[1]
+    _, s, Vt = np.linalg.svd(Y, full_matrices=True)
+    lam = np.zeros(Vt.shape[0])
+    lam[:s.size] = s**2
+    Vf = Vt.T
+    H = Y.T @ E + E.T @ Y
+    Hv = Vf.T @ H @ Vf
+    coef = np.zeros_like(Hv)
+    coef[:r, r:] = Hv[:r, r:] / (lam[:r, None] - lam[None, r:])
+    dPi = Vf @ (coef + coef.T) @ Vf.T
+    Pi = Vf[:, :r] @ Vf[:, :r].T
+    return E @ Pi + Y @ dPi
+
+
+@dataclass(frozen=True)
+class FloorEnclosure:
+    """A verified enclosure of the error floor of full-batch FedDLR (docs/theory.md §12.4).
+
+    ``Phi(W) = sum_k p_k T_u(P_k T_d(W) + c_k)``. With ``J`` its derivative at ``center``
+    and ``K(R)`` a bound on the second-order remainder on ``B(center, R)``, every iterate
+    in ``B(center, R_t)`` is mapped into ``B(center, R_{t+1})``,
+    ``R_{t+1} = F(R_t) = residual + rounding + ||J|| R_t + K(R_t) R_t^2``. ``F(R) <= R`` on
+    ``[r_min, r_max]``: a trajectory that enters ``B(center, r_max)`` stays, and every
+    later round lies within ``R_t -> r_min`` of ``center``.
+    """
+
+    center: np.ndarray  # (d, c) the map iterated from W_0 = 0 (no run)
+    center_dist: float  # ||center - W*||_F
+    residual: float  # ||Phi(center) - center||_F
+    rounding: float  # allowance per round for the simulator's float64 rounding
+    jacobian_norm: float  # ||J||, Frobenius operator norm
+    r_min: float
+    r_max: float  # inf: the whole space (affine map)
+    policy_down: str | None
+    policy_up: str | None
+
+    @property
+    def floor_bound(self) -> float:
+        """Upper bound on ``limsup ||W_r - W*||^2`` of every trajectory entering the basin."""
+        return (self.center_dist + self.r_min) ** 2
+
+    @property
+    def floor_lower(self) -> float:
+        return max(self.center_dist - self.r_min, 0.0) ** 2
+
+    def to_dict(self) -> dict:
+        return {"center_dist_sq": self.center_dist**2, "residual": self.residual,
+                "rounding": self.rounding, "jacobian_norm": self.jacobian_norm,
+                "r_min": self.r_min, "r_max": self.r_max, "floor_bound": self.floor_bound,
+                "floor_lower": self.floor_lower}
+
+
+class _Enclosure:
+    """The radius map ``F(R)`` of :class:`FloorEnclosure` (internal)."""
+
+    def __init__(self, round_map: AffineRound, center: np.ndarray, down, up,
+                 residual: float, rounding: float):
+        self.rm, self.center, self.down, self.up = round_map, center, down, up
+        self.res, self.rounding = residual, rounding
+        self.Pnorm = np.array([np.linalg.norm(P, 2) for P in round_map.P_clients])
+        self.Vd, self.kd0, _ = _truncation_terms(center, down, 0.0)
+        self.Td = truncate(center, down)
+        self.Y = round_map.P_clients @ self.Td + round_map.c_clients
+        self.Vu, self.ku0 = [], []
+        for y in self.Y:
+            V, k0, _ = _truncation_terms(y, up, 0.0)
+            self.Vu.append(V)
+            self.ku0.append(k0)
+        self.J = self._jacobian()
+        self.Jnorm = float(np.linalg.norm(self.J, 2))
+
+    def _jacobian(self) -> np.ndarray:
+        d, c = self.center.shape
+        n = d * c
+        J = np.zeros((n, n))
+        for i in range(n):
+            E = np.zeros(n)
+            E[i] = 1.0
+            dd = truncation_derivative(self.center, self.Vd, E.reshape(d, c))
+            out = np.zeros((d, c))
+            for k, (P, y, V) in enumerate(zip(self.rm.P_clients, self.Y, self.Vu, strict=True)):
+                out += self.rm.p[k] * truncation_derivative(y, V, P @ dd)
+            J[:, i] = out.ravel()
+        return J
+
+    def K(self, R: float) -> float:
+        _, kd, Kd = _truncation_terms(self.center, self.down, R)
+        if not math.isfinite(kd):
+            return math.inf
+        total = 0.0
+        for k, y in enumerate(self.Y):
+            eps = self.Pnorm[k] * kd * R
+            _, _, Ku = _truncation_terms(y, self.up, eps)
+            if not math.isfinite(Ku):
+                return math.inf
+            total += self.rm.p[k] * (self.ku0[k] * self.Pnorm[k] * Kd
+                                     + Ku * self.Pnorm[k] ** 2 * kd**2)
+        return total
+
+    def F(self, R: float) -> float:
+        K = self.K(R)
+        return self.res + self.rounding + self.Jnorm * R + (K * R * R if K else 0.0)
+
+
+def floor_enclosure(round_map: AffineRound, w_star: np.ndarray, down=None, up=None,
+                    rounds: int = 400, rounding_rel: float = 1e-9) -> FloorEnclosure:
+    """A-priori bound on the error floor of a policy pair (full batch, full participation).
+
+    Our derivation, docs/theory.md §12.4. ``center``: the compressed map iterated ``rounds``
+    times from ``W_0 = 0`` (the problem alone); then a second-order (Newton–Kantorovich-type)
+    argument with the exact derivative of the truncations at the center, their gap-based
+    Lipschitz constants and a resolvent bound on their second-order remainder gives the
+    radii ``r_min`` (where every trajectory in the basin ends) and ``r_max`` (the basin).
+
+    Parameters
+    ----------
+    round_map : AffineRound
+        The constant-step FedAvg round.
+    w_star : numpy.ndarray
+        ``(d, c)`` the optimum.
+    down, up : str or None
+        Rank policies (None: dense).
+    rounds : int
+        Iterations of the map for the center.
+    rounding_rel : float
+        Allowance per round, relative to ``||center||``, for the difference between the
+        simulator's float64 round and the exact map (an assumption; the simulator
+        reproduces the map to 1e-10 relative over whole trajectories).
+    """
+    W = np.zeros_like(np.asarray(w_star, dtype=np.float64))
+    tr = compressed_trajectory(round_map, W, rounds, down, up)
+    center = tr[-1]
+    nxt = compressed_trajectory(round_map, center, 1, down, up)[-1]
+    res = float(np.linalg.norm(nxt - center))
+    rounding = rounding_rel * float(np.linalg.norm(center))
+    enc = _Enclosure(round_map, center, down, up, res, rounding)
+    if enc.Jnorm >= 1 or not math.isfinite(enc.K(0.0)):
+        r_min = r_max = math.inf
+    else:
+        R = 0.0
+        for _ in range(100_000):
+            R_new = enc.F(R)
+            if R_new <= R * (1 + 1e-15):
+                break
+            R = R_new
+        r_min = R
+        if enc.K(r_min) == 0.0 and enc.K(1e6) == 0.0:
+            r_max = math.inf
+        else:
+            lo, hi = r_min, max(2 * r_min, 1e-12)
+            while enc.F(hi) <= hi and hi < 1e6:
+                lo, hi = hi, 2 * hi
+            if hi >= 1e6:
+                r_max = math.inf
+            else:
+                for _ in range(200):
+                    mid = (lo + hi) / 2
+                    lo, hi = (mid, hi) if enc.F(mid) <= mid else (lo, mid)
+                r_max = lo
+    return FloorEnclosure(center, float(np.linalg.norm(center - w_star)), res, rounding,
+                          enc.Jnorm, r_min, r_max, down, up)
+
+
+def enclosure_radii(enclosure: FloorEnclosure, round_map: AffineRound, R0: float,
+                    rounds: int) -> np.ndarray:
+    """``(rounds+1,)`` radii ``R_t``: a trajectory within ``R0 <= r_max`` of the center at some
+    round lies within ``R_t`` of it ``t`` rounds later (``R_{t+1} = F(R_t)``)."""
+    if R0 > enclosure.r_max:
+        raise ValueError(f"R0: {R0} is outside the basin radius {enclosure.r_max}")
+    enc = _Enclosure(round_map, enclosure.center, enclosure.policy_down, enclosure.policy_up,
+                     enclosure.residual, enclosure.rounding)
+    out = [float(R0)]
+    for _ in range(int(rounds)):
+        out.append(min(out[-1], enc.F(out[-1])) if out[-1] >= enclosure.r_min else
+                   enclosure.r_min)
+    return np.array(out)
+
+
+__all__ += ["FloorEnclosure", "enclosure_radii", "floor_enclosure", "truncation_derivative"]
