@@ -218,20 +218,38 @@ def _cmd_predict(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     batch = "full" if a.batch_size is None else f"b{a.batch_size}"
     stem = f"predict_floors_E={a.local_steps}_{batch}"
+    bounds = None
+    if a.batch_size is None:  # the a-priori bound covers full batch (docs/theory.md §12.4)
+        from .floors import floor_bounds
+        bounds = floor_bounds(prob, pols, a.local_steps, a.rounds, list(range(a.seeds)))
     write_json(out / f"{stem}.json", res.to_dict() | {
+        "bound": None if bounds is None else bounds.to_dict(),
         "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
     fig, ax = plt.subplots(figsize=(7, 3.5))
     x = np.arange(len(pols))
-    ax.bar(x - 0.2, res.predicted, 0.4, label="predicted (theory, before any run)")
-    ax.bar(x + 0.2, res.measured, 0.4, label=f"measured (mean of {a.seeds} seeds)")
+    w = 0.4 if bounds is None else 0.27
+    if bounds is not None:
+        ax.bar(x - w, bounds.floor_bound, w, label="a-priori bound (§12.4)")
+    ax.bar(x - (0.2 if bounds is None else 0.0), res.predicted, w,
+           label="predicted (theory, before any run)")
+    ax.bar(x + (0.2 if bounds is None else w), res.measured, w,
+           label=f"measured (mean of {a.seeds} seeds)")
     ax.set_xticks(x, pols, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(r"floor of $E\|w - w^\star\|^2$")
     ax.set_title(f"ridge, E={a.local_steps}, batch {batch}, {a.rounds} rounds", fontsize=9)
     ax.legend(fontsize=7)
     fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
-    for pol, p, m, r in zip(pols, res.predicted, res.measured, res.ratio, strict=True):
-        print(f"{pol:>12}: predicted {p:.6g}, measured {m:.6g}, predicted/measured {r:.4g}")
+    for i, (pol, p, m, r) in enumerate(zip(pols, res.predicted, res.measured, res.ratio,
+                                           strict=True)):
+        b = "" if bounds is None else (f"bound {bounds.floor_bound[i]:.9g} "
+                                       f"(bound/measured {bounds.ratio[i]:.9g}, basin "
+                                       f"{bounds.basin_radius[i]:.3g}, entered at rounds "
+                                       f"{bounds.entry_round[i]}), ")
+        print(f"{pol:>12}: {b}predicted {p:.6g}, measured {m:.6g}, predicted/measured {r:.4g}")
+    if bounds is not None:
+        print(f"bound holds on every run: {bounds.holds}; same ordering (bound): "
+              f"{bounds.same_ordering}")
     print(f"same ordering: {res.same_ordering}; wrote {out / (stem + '.json')} and .png")
     return 0
 
