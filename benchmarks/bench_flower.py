@@ -2,8 +2,13 @@
 
     .venv/bin/python benchmarks/bench_flower.py [--rounds R] [--clients N] [--quick]
                                                 [--threads T] [--json PATH]
+                                                [--method ALG [ALG ...]]
+                                                [--truncation exact|subspace|...]
 
-For FedAvg and FedDLR (ratio:0.25 on both links, classifier dense) on
+For FedAvg and FedDLR (ratio:0.25 on both links, classifier dense), or the algorithms
+named by ``--method`` (any of ``fl_sim.algorithms.ALGORITHMS``, one at a time to time it
+alone), with the truncation ``--truncation`` (``SimConfig.method``; default the
+config's, ``exact``), on
 ``fl_sim.presets.BENCH_CONFIG`` (digits IID, MLP 64-200-200-10, E = 10 steps of B = 10,
 full participation; 100 clients unless ``--clients``), runs ``fl_sim.run`` and
 ``fl_sim.flower.simulation.simulate`` (via ``experiments.flower_engine.run_flower``) and
@@ -30,11 +35,13 @@ import torch
 from tabulate import tabulate
 
 from fl_sim import run
+from fl_sim.algorithms import ALGORITHMS as REGISTRY
 from fl_sim.json_file import write_json
 from fl_sim.presets import BENCH_CONFIG
 from fl_sim.report import code_version
 
-ALGORITHMS = ("fedavg", "feddlr")
+ALGORITHMS = ("fedavg", "feddlr")  # the default --method
+TRUNCATIONS = ("exact", "randomized", "power", "subspace")  # SimConfig.method
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                          "default 1: Ray runs each ClientApp on 1 CPU, and on a shared "
                          "machine several intra-op threads of fl_sim mostly wait for each "
                          "other); 0 keeps torch's default")
+    ap.add_argument("--method", nargs="+", default=list(ALGORITHMS), choices=sorted(REGISTRY),
+                    metavar="ALG", help="algorithms to time, in order (default: fedavg feddlr); "
+                                        f"any of {', '.join(sorted(REGISTRY))}")
+    ap.add_argument("--truncation", default=BENCH_CONFIG.method, choices=TRUNCATIONS,
+                    help="SimConfig.method of the compressing algorithms (default "
+                         f"{BENCH_CONFIG.method}; subspace: the warm-started fast path)")
     args = ap.parse_args(argv)
     if importlib.util.find_spec("flwr") is None:
         print("flwr is not installed: pip install -e '.[flower]' to run this benchmark")
@@ -59,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rounds: needs >= 2 (round 1 is warm-up)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = BENCH_CONFIG.replace(num_clients=clients, rounds=rounds, device="cpu")
+    base = BENCH_CONFIG.replace(num_clients=clients, rounds=rounds, device="cpu",
+                                method=args.truncation)
     print(f"commit {code_version()}; command: python benchmarks/bench_flower.py "
           f"{' '.join(argv if argv is not None else sys.argv[1:])}")
     load_start = list(os.getloadavg())
-    print(f"workload: BENCH_CONFIG with {clients} clients, {rounds} rounds, CPU, "
+    print(f"workload: BENCH_CONFIG with {clients} clients, {rounds} rounds, truncation "
+          f"{args.truncation}, CPU, "
           f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, load average "
           f"{load_start[0]:.1f} at start\n")
     rows, results = [], {}
-    for algo in ALGORITHMS:
+    for algo in args.method:
         cfg = base.replace(algorithm=algo)
         t0 = time.perf_counter()
         ours = run(cfg).history
@@ -98,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     load_end = os.getloadavg()
     print(f"\nload average at the end: {load_end[0]:.1f} (1 min), {load_end[1]:.1f} (5 min), "
           f"{load_end[2]:.1f} (15 min)")
-    print(f"(median over rounds 2..{rounds}; Flower {results['fedavg']['flwr_version']}, "
+    print(f"(median over rounds 2..{rounds}; Flower {results[args.method[0]]['flwr_version']}, "
           f"simulation engine with Ray, 1 CPU per ClientApp; envelope = Flower's serialized "
           f"message bytes / payload bytes - 1)")
     if args.json:
         write_json(args.json, {"commit": code_version(), "clients": clients, "rounds": rounds,
+                               "truncation": args.truncation,
                                "load_start": load_start, "load_end": list(load_end),
                                "torch_threads": torch.get_num_threads(),
                                "results": results})
