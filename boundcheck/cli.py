@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="synthetic: clients,dim,classes,max samples per client (default "
                         "10,60,10 and --max-samples-per-client)")
     c.add_argument("--algorithm", default="feddlr",
-                   choices=("fedavg", "feddlr", "feddlr_up", "feddlr_down"))
+                   choices=("fedavg", "feddlr", "feddlr_up", "feddlr_down", "feddlr_ef"))
     c.add_argument("--policy", default="energy:0.9", help="rank policy of both sides")
     c.add_argument("--policy-down", default=None)
     c.add_argument("--policy-up", default=None)
@@ -69,13 +69,16 @@ def _parser() -> argparse.ArgumentParser:
                         "local GD/SGD with the drift at the optimum (ridge or logistic, §13); "
                         "Li et al.'s is kept in the JSON either way")
     c.add_argument("--out", default="boundcheck_out", help="output folder")
-    pr = sub.add_parser("predict", help="predictions from the theory alone vs runs (ridge)")
+    pr = sub.add_parser("predict", help="predictions from the theory alone vs runs")
     pr.add_argument("what", choices=("floors", "local-steps", "budget"),
                     help="floors: error floor per rank policy (docs/theory.md §12.4); "
                          "local-steps: FedAvg rounds to a target against E (§12.2, §12.5); "
                          "budget: the best policy under a byte budget (§12.4)")
     pr.add_argument("--budget-bytes", type=int, default=48000,
-                    help="budget: bytes of both directions, all clients (ridge, full batch)")
+                    help="budget: bytes of both directions, all clients (full batch)")
+    pr.add_argument("--predictor", choices=("auto", "exact", "linearised"), default="auto",
+                    help="budget: the compressed map itself (exact; auto) or linearised at w* "
+                         "(asymptotic for logistic; docs/theory.md §13.5)")
     pr.add_argument("--policies", default="none,fixed:1,fixed:2,fixed:3,energy:0.9,energy:0.99",
                     help="comma-separated rank policies of both sides ('none': FedAvg)")
     pr.add_argument("--local-steps", "-E", type=int, default=5, help="floors: E")
@@ -88,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                          "local-steps)")
     pr.add_argument("--seeds", type=int, default=3)
     pr.add_argument("--problem", choices=("ridge", "synthetic"), default="ridge",
-                    help="local-steps: ridge (exact moments) or FedProx synthetic logistic "
-                         "(linearisation at w*, full batch; docs/theory.md §12.5)")
+                    help="local-steps, budget: ridge or FedProx synthetic logistic (full "
+                         "batch; docs/theory.md §12.5, §13.5)")
     pr.add_argument("--lam", type=float, default=None,
                     help="L2 weight (default 0.1 ridge, 0.5 synthetic)")
     pr.add_argument("--lr", type=float, default=None, help="constant step (default 1/(4L))")
@@ -158,8 +161,8 @@ def _cmd_predict(a) -> int:
     from .predict import predict_budget, predict_floors, predict_local_steps
 
     if a.problem == "synthetic":
-        if a.what != "local-steps":
-            raise SystemExit("--problem synthetic: only 'predict local-steps' (linearisation)")
+        if a.what == "floors":
+            raise SystemExit("--problem synthetic: 'predict local-steps' or 'predict budget'")
         n, dim, classes, cap = (int(v) for v in a.synthetic_size.split(","))
         prob = synthetic_problem(num_clients=n, dim=dim, num_classes=classes,
                                  max_samples_per_client=cap,
@@ -199,10 +202,13 @@ def _cmd_predict(a) -> int:
         return 0
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
     if a.what == "budget":
-        res = predict_budget(prob, pols, a.budget_bytes, a.local_steps, list(range(a.seeds)))
+        res = predict_budget(prob, pols, a.budget_bytes, a.local_steps, list(range(a.seeds)),
+                             a.predictor, a.lr)
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
         stem = f"predict_budget_{a.budget_bytes}B_E={a.local_steps}"
+        if a.problem == "synthetic":
+            stem += f"_{_slug(prob.name)}_{res.predictor}"
         write_json(out / f"{stem}.json", res.to_dict() | {
             "command": "python -m boundcheck predict " + " ".join(sys.argv[2:])})
         for pol, p, m, rp, rm_ in zip(pols, res.predicted_dist_sq, res.measured_dist_sq,

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import fl_sim
-from theory.costs import round_bytes
 from theory.linearised import linearise, linearised_round
 from theory.quadratic import (
     LeastSquaresClients,
-    compressed_run,
     compressed_trajectory,
     exact_moments,
     round_maps,
@@ -232,6 +230,9 @@ class BudgetPrediction:
     local_steps: int
     seeds: list[int]
     itemsize: int
+    predictor: str = "exact"  # "exact" (the compressed map) or "linearised" (at w*)
+    problem: str = "ridge"
+    lr: float | None = None
 
     @staticmethod
     def _best(values: list[float], policies: list[str]) -> str:
@@ -254,10 +255,13 @@ class BudgetPrediction:
                 "predicted_best": self.predicted_best, "measured_best": self.measured_best,
                 "same_ordering": ordering_agrees(self.predicted_dist_sq, self.measured_dist_sq),
                 "local_steps": self.local_steps, "seeds": self.seeds, "itemsize": self.itemsize,
-                "method": "iterate the compressed round map (theory.quadratic.compressed_run) "
-                          "from each seed's w_0 (fl_sim.setup, no training), count each "
+                "predictor": self.predictor, "problem": self.problem, "lr": self.lr,
+                "method": "iterate the compressed round map (theory.budget.forecast_policy; "
+                          + ("the map itself" if self.predictor == "exact" else
+                             "linearised at w*, asymptotic")
+                          + ") from each seed's w_0 (fl_sim.setup, no training), count each "
                           "round's bytes with theory.costs.round_bytes from the ranks it "
-                          "sends, stop at the budget (docs/theory.md §12.4); measured: "
+                          "sends, stop at the budget (docs/theory.md §12.4, §13.5); measured: "
                           "simulator runs, the runs' own byte counts"}
 
 
@@ -267,45 +271,39 @@ def _affordable(cumulative: np.ndarray, budget: int) -> int:
 
 
 def predict_budget(problem: Problem, policies: Sequence[str], budget_bytes: int,
-                   local_steps: int = 5, seeds: Sequence[int] = (0, 1, 2)) -> BudgetPrediction:
+                   local_steps: int = 5, seeds: Sequence[int] = (0, 1, 2),
+                   predictor: str = "auto", lr: float | None = None) -> BudgetPrediction:
     """Which policy gets closest to ``w*`` within ``budget_bytes`` (both directions, all clients)?
 
-    Ridge, full batch, full participation: the compressed round map is the simulator's
-    (docs/theory.md §12.4), so the prediction needs no run: ``w_0`` comes from
-    ``fl_sim.setup`` (the initialisation only) and the bytes from :mod:`theory.costs`.
+    Full batch, full participation. Each policy's compressed round map is iterated from each
+    seed's ``w_0`` (``fl_sim.setup``: the initialisation only, no training) by
+    :func:`theory.budget.forecast_policy`, which counts every round's bytes with
+    :mod:`theory.costs`: ``predictor="exact"`` (``"auto"``) is the map itself (ridge: the
+    affine map of docs/theory.md §12.4; logistic: the clients' gradient steps), and
+    ``"linearised"`` the map linearised at ``w*`` (§12.5; asymptotic for logistic). Then
+    simulator runs measure the same. ``lr``: constant step (default ``1/(4L)``).
     """
+    from theory.budget import forecast_policy
+
     c = problem.convex
-    if c.kind != "ridge":
-        raise ValueError(f"problem: the byte-budget prediction needs ridge, not {c.kind}")
     budget = int(budget_bytes)
-    clients = LeastSquaresClients.from_convex(c)
-    base = problem.config(local_steps=local_steps, rounds=1, batch_size=None)
-    etas = step_sizes(base)
-    rm = round_maps(clients, etas[:local_steps], local_steps)[0]
+    kw = {} if lr is None else {"lr": float(lr)}
+    base = problem.config(local_steps=local_steps, rounds=1, batch_size=None, **kw)
     itemsize = 8 if base.dtype == "float64" else 4
-    shape = (c.shape[1], c.shape[0])  # the linear layer's weight (out, d)
-    N = c.num_clients
+    lin = linearise(c) if predictor == "linearised" else None
     w0 = {s: fl_sim.setup(base.replace(seed=s), problem.data).initial_params()[PARAM]
           .detach().cpu().double().numpy().T.copy() for s in seeds}
     pred, meas, pr_rounds, mr_rounds, match = [], [], [], [], True
     for pol in policies:
         p = None if pol == "none" else pol
-        dense = round_bytes([shape], [None], [None], N, itemsize).total
-        rounds = budget // dense + 1  # FedAvg's affordable rounds; doubled until over budget
         pd, prd, cums = [], [], {}
         for s in seeds:
-            while True:
-                run = compressed_run(rm, w0[s], rounds, p, p)
-                per = [round_bytes([shape], [d], [[u] for u in up], N, itemsize).total
-                       for d, up in zip(run.ranks_down, run.ranks_up, strict=True)]
-                cum = np.concatenate([[0], np.cumsum(per)])
-                if cum[-1] > budget:
-                    break
-                rounds *= 2
-            r = _affordable(cum, budget)
-            pd.append(float(np.sum((run.W[r] - c.w_star) ** 2)))
+            fc = forecast_policy(c, p, w0[s], base.lr, local_steps, budget,
+                                 predictor=predictor, itemsize=itemsize, lin=lin)
+            r = fc.last_round_within(budget)
+            pd.append(float(fc.dist_sq[r]))
             prd.append(r)
-            cums[s] = cum
+            cums[s] = fc.cumulative_bytes
         cfg = base.replace(rounds=max(prd) + 1)
         cfg = cfg.replace(algorithm="fedavg") if p is None else cfg.replace(
             algorithm="feddlr", policy_down=p, policy_up=p)
@@ -325,5 +323,7 @@ def predict_budget(problem: Problem, policies: Sequence[str], budget_bytes: int,
         meas.append(float(np.mean(md)))
         pr_rounds.append(float(np.mean(prd)))
         mr_rounds.append(float(np.mean(mrd)))
+    used = "exact" if predictor == "auto" else predictor
     return BudgetPrediction(list(policies), budget, pred, meas, pr_rounds, mr_rounds, match,
-                            local_steps, list(seeds), itemsize)
+                            local_steps, list(seeds), itemsize, used, problem.name,
+                            float(base.lr))

@@ -797,31 +797,40 @@ class BudgetChoice:
 
 def best_policy_under_budget(
     candidates: Sequence[Any],
-    round_map_fn: Callable[[Any], RoundMap],
-    bytes_per_round_fn: Callable[[Any], float],
+    round_map_fn: Callable[[Any], Any],
+    bytes_per_round_fn: Callable[[Any], float] | None,
     d0: float,
     target: float,
     budget: float,
     *,
     max_rounds: int = 1_000_000,
 ) -> tuple[BudgetChoice | None, tuple[BudgetChoice, ...]]:
-    """Cheapest candidate whose a-priori bound reaches ``target`` within a byte budget.
+    """Cheapest candidate that reaches ``target`` within a byte budget, by its round map.
 
-    For each candidate: its constant-step :class:`RoundMap` (e.g. built from
-    :func:`constant_step_round` and the ``q`` of its policies) gives the rounds to
-    reach ``d_r <= target`` (:func:`rounds_to_target`) and the floor; the bytes to
-    get there are ``rounds * bytes_per_round``. Among candidates with
-    ``total_bytes <= budget`` the one with the fewest bytes wins, ties broken by the
-    lower floor. Everything the bound says is only as valid as the round maps.
+    With Li et al.'s :class:`RoundMap` s this is **Li et al.'s ranking** (docs/theory.md §6):
+    for each candidate its constant-step map (e.g. built from :func:`constant_step_round`
+    and the ``q`` of its policies) gives the rounds to reach ``d_r <= target``
+    (:func:`rounds_to_target`) and the floor; the bytes to get there are
+    ``rounds * bytes_per_round``. Any increasing scalar map works the same way (e.g.
+    :class:`theory.local_sgd.LocalRoundMap`, docs/theory.md §13). ``round_map_fn`` may also
+    return a forecast (:class:`theory.budget.PolicyForecast`: the predicted distance and
+    the cumulative bytes of every round, from the exact or linearised compressed map);
+    then the rounds and bytes are read off it and ``bytes_per_round_fn`` may be None. Among
+    candidates with ``total_bytes <= budget`` the one with the fewest bytes wins, ties
+    broken by the lower floor. Li et al.'s floors are 10^2-10^5 too high on the convex
+    problems of ``boundcheck`` and its choice there is the worst run's: the library's
+    choice is :func:`theory.budget.choose_policy` (best predictor available).
 
     Parameters
     ----------
     candidates : sequence
         Anything; passed to the two functions.
     round_map_fn : callable
-        ``candidate -> RoundMap``.
-    bytes_per_round_fn : callable
-        ``candidate -> bytes of one round`` (e.g. ``round_bytes(...).total``).
+        ``candidate -> RoundMap`` (or any increasing scalar map, or a forecast with
+        ``dist_sq`` and ``cumulative_bytes`` arrays).
+    bytes_per_round_fn : callable or None
+        ``candidate -> bytes of one round`` (e.g. ``round_bytes(...).total``); None only
+        with forecasts.
     d0 : float
         Initial distance bound.
     target : float
@@ -840,6 +849,16 @@ def best_policy_under_budget(
     evaluated = []
     for cand in candidates:
         m = round_map_fn(cand)
+        if hasattr(m, "dist_sq") and hasattr(m, "cumulative_bytes"):  # a forecast
+            dist, cum = np.asarray(m.dist_sq), np.asarray(m.cumulative_bytes)
+            hit = np.nonzero(dist <= _pos("target", target) ** 2)[0]
+            rounds = int(hit[0]) if hit.size else None
+            nbytes = (float(cum[-1]) / (cum.size - 1) if bytes_per_round_fn is None
+                      else _nonneg("bytes_per_round", bytes_per_round_fn(cand)))
+            total = math.inf if rounds is None else float(cum[rounds])
+            evaluated.append(BudgetChoice(cand, math.sqrt(float(dist[-1])), rounds, nbytes,
+                                          total))
+            continue
         nbytes = _nonneg("bytes_per_round", bytes_per_round_fn(cand))
         try:
             floor = _fixed_point_of(m).d

@@ -30,9 +30,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
 
-from .bounds import RecursionBound, iterate_maps
+from .bounds import RecursionBound, _fixed_point_of, iterate_maps
 from .constants import ConvexProblem
 
 __all__ = ["LocalRoundMap", "LocalSteps", "client_drifts", "drift_bound", "local_gd",
@@ -307,14 +306,15 @@ class LocalRoundMap:
         return self.e_s, self.e_c
 
     def floor(self) -> float:
-        """The fixed point ``d = map(d)`` (the error floor of a constant round); inf if none."""
-        if self.lipschitz >= 1.0:
+        """The fixed point ``d = map(d)`` (the error floor of a constant round); inf if none.
+
+        Solved by the one fixed-point routine of :mod:`theory.bounds` (the map's slope is
+        at most :attr:`lipschitz`).
+        """
+        try:
+            return _fixed_point_of(self).d
+        except ValueError:
             return math.inf
-        hi = float(self(0.0)) / (1.0 - self.lipschitz) + 1e-300
-        if hi <= 0.0:
-            return 0.0
-        return float(scipy.optimize.brentq(lambda d: float(self(d)) - d, 0.0, hi * (1 + 1e-9),
-                                           xtol=1e-15, rtol=1e-13))
 
 
 def local_recursion(d0: float, maps, L: float) -> RecursionBound:
