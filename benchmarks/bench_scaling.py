@@ -17,13 +17,16 @@ over the rounds (``VmHWM`` after them minus ``VmRSS`` before the first, ``VmHWM`
 to the current RSS after setup so that setup's own peak does not count; on CUDA,
 ``max_memory_allocated`` growth), and the ratios that the targets read: time and
 memory x10 participants (target: <= ~10x, linear) and x10 population (target: ~1x,
-flat). ``--plot`` draws them (log-log) into a PNG.
+flat). ``--plot`` draws them (log-log) into a PNG. The CPU time is split into user and
+system time (``getrusage``) with the minor page faults of each round: the system time is
+the kernel's, mostly zeroing fresh pages (what made FedAvg superlinear in K, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,15 +64,20 @@ def child(spec: str, device: torch.device) -> None:
     # the rounds' own peak: setup's (e.g. building 100,000 clients' data) is not a round's
     reset = reset_peak_rss()
     rss_before = proc_status_kb("VmRSS")
-    seconds, cpu_seconds = [], []
+    seconds, cpu_seconds, user, system, faults = [], [], [], [], []
     for r in range(ROUNDS):
-        c0 = time.process_time()
+        c0, u0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
         state, _, secs = one_round(sim, state, r)
-        cpu_seconds.append(time.process_time() - c0)
+        c1, u1 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+        cpu_seconds.append(c1 - c0)
+        user.append(u1.ru_utime - u0.ru_utime)
+        system.append(u1.ru_stime - u0.ru_stime)
+        faults.append(u1.ru_minflt - u0.ru_minflt)
         seconds.append(secs)
     cuda = (torch.cuda.max_memory_allocated(device) - cuda_before
             if device.type == "cuda" else None)
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "hwm_reset": reset,
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "user_seconds": user,
+                      "system_seconds": system, "minor_faults": faults, "hwm_reset": reset,
                       "rss_before_kb": rss_before,
                       "vm_hwm_kb": proc_status_kb("VmHWM"), "cuda_growth": cuda,
                       "stack_bytes": stack_bytes(sim, args["k"]),
@@ -106,12 +114,17 @@ def main() -> None:
                              .stdout.strip().splitlines()[-1])
             out["round_s"] = statistics.median(out["seconds"][1:])
             out["round_cpu_s"] = statistics.median(out["cpu_seconds"][1:])
+            out["round_user_s"] = statistics.median(out["user_seconds"][1:])
+            out["round_system_s"] = statistics.median(out["system_seconds"][1:])
+            out["round_faults"] = statistics.median(out["minor_faults"][1:])
             out["growth_mb"] = (out["vm_hwm_kb"] - out["rss_before_kb"]) / 1024
             results[f"{name}|{n}|{k}"] = out
             cuda = "" if out["cuda_growth"] is None else \
                 f", CUDA growth {out['cuda_growth'] / 2**20:.1f} MB"
             print(f"  {name:16s} N {n:>7,}  K {k:>6,}: round {out['round_s'] * 1e3:8.1f} ms "
-                  f"(CPU {out['round_cpu_s'] * 1e3:8.1f} ms), "
+                  f"(CPU {out['round_cpu_s'] * 1e3:8.1f} ms = user "
+                  f"{out['round_user_s'] * 1e3:.1f} + system {out['round_system_s'] * 1e3:.1f}; "
+                  f"{out['round_faults']:,.0f} page faults), "
                   f"memory growth {out['growth_mb']:7.1f} MB (stack of the K models "
                   f"{out['stack_bytes'] / 2**20:.1f} MB){cuda}", flush=True)
     print("ratios (x10 participants: linear is <= 10x; x10 population: flat is ~1x); "
@@ -123,6 +136,10 @@ def main() -> None:
               f"{b['growth_mb'] / a['growth_mb']:5.2f}x;  N 10k -> 100k: time "
               f"{c['round_s'] / a['round_s']:5.2f}x ({c['round_cpu_s'] / a['round_cpu_s']:5.2f}x),"
               f" memory {c['growth_mb'] / a['growth_mb']:5.2f}x")
+        print(f"  {'':16s} K 1k -> 10k: user CPU {b['round_user_s'] / a['round_user_s']:5.2f}x, "
+              f"system CPU {b['round_system_s'] * 1e3:.1f} ms vs "
+              f"{a['round_system_s'] * 1e3:.1f} ms, minor page faults "
+              f"{b['round_faults']:,.0f} vs {a['round_faults']:,.0f} per round")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.plot:
