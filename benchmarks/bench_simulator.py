@@ -101,8 +101,8 @@ def layer_shapes(sim: fl_sim.Simulation) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------- [1]
 
 def bench_vectorization(device: torch.device, quick: bool) -> dict:
-    print("\n[1] local training, 100 clients x 10 steps x batch 10, MLP 64-200-200-10, "
-          "fedavg, iid digits")
+    print(f"\n[1] local training, {WORKLOAD.num_clients} clients x {WORKLOAD.local_steps} steps "
+          f"x batch {WORKLOAD.batch_size}, MLP 64-200-200-10, fedavg, iid digits")
     cfg = WORKLOAD.replace(algorithm="fedavg", device=str(device))
     k = cfg.num_clients
     clients = torch.arange(k)
@@ -321,7 +321,8 @@ def memory_child(spec: str, device: torch.device) -> None:
 
 def child(spec: dict, device: torch.device, threads: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec),
-           "--device", str(device), "--threads", str(threads)]
+           "--device", str(device), "--threads", str(threads),
+           "--local-steps", str(WORKLOAD.local_steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -499,8 +500,14 @@ def main() -> None:
                              "--threads 1, CPU device)")
     parser.add_argument("--only", nargs="+", type=int, default=None,
                         help="run only these sections (1-6)")
+    parser.add_argument("--local-steps", type=int, default=None,
+                        help=f"E of the workload (default {WORKLOAD.local_steps}): how the "
+                             "compression share falls as local work grows")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.local_steps is not None:
+        global WORKLOAD
+        WORKLOAD = WORKLOAD.replace(local_steps=args.local_steps)
     # the device, chosen once
     device = resolve_device(args.device)
     if args.threads is not None:
@@ -516,6 +523,8 @@ def main() -> None:
           f"{platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
           f"torch.get_num_threads() = {torch.get_num_threads()}, device {device}{gpu}, "
           f"commit {code_version()}")
+    print(f"workload: E = {WORKLOAD.local_steps} local steps of B = {WORKLOAD.batch_size}, "
+          f"{WORKLOAD.num_clients} clients, MLP 64-{'-'.join(map(str, HIDDEN))}-10")
     print(f"{'--quick, ' if args.quick else ''}median of repeats after warm-up, "
           f"{'CPU time of the process' if args.clock == 'cpu' else 'wall time'}; load average "
           f"at start {load()}")
