@@ -490,6 +490,7 @@ def bench_flower(device: torch.device, quick: bool) -> None:
 # --------------------------------------------------------------------------- main
 
 def main() -> None:
+    global WORKLOAD  # --local-steps changes it for every section
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and rounds")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
@@ -506,7 +507,6 @@ def main() -> None:
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.local_steps is not None:
-        global WORKLOAD
         WORKLOAD = WORKLOAD.replace(local_steps=args.local_steps)
     # the device, chosen once
     device = resolve_device(args.device)
