@@ -63,7 +63,11 @@ __all__ = [
     "validate_config",
 ]
 
-_MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down")
+_MODEL_COMPRESSION = ("fedavg", "feddlr", "feddlr_up", "feddlr_down", "feddlr_ef")
+# feddlr_ef (error feedback on the model, docs/theory.md §12.6): every participant starts
+# from the replica h and the server's new model deviates from the FedAvg aggregate of the
+# local models by ||w_{r+1} - sum_k a_k w^k|| = its recorded err_client, so its rounds are
+# "FedAvg map plus a measured error vector" like FedDLR's (err_server = ||h - w_r||)
 _CONSTANTS = ("round", "global", "ball")
 _DRIFTS = ("lemma3", "measured")
 BOUNDS = ("li", "exact", "local")
@@ -101,9 +105,8 @@ def validate_config(config: SimConfig, problem: Problem) -> np.ndarray:
     if config.dtype != "float64":
         raise ValueError("dtype: bound checks need float64 (the constants are float64)")
     if config.algorithm not in _MODEL_COMPRESSION:
-        raise ValueError(f"algorithm: the recursion covers model compression "
-                         f"{_MODEL_COMPRESSION}, not {config.algorithm!r} (error feedback / "
-                         "update compression is a different algorithm)")
+        raise ValueError(f"algorithm: the recursion covers model compression and FedDLR-EF "
+                         f"{_MODEL_COMPRESSION}, not {config.algorithm!r}")
     if config.dataset != problem.dataset or config.model != problem.model:
         raise ValueError(f"dataset/model: the problem is {problem.dataset}/{problem.model}, "
                          f"the config has {config.dataset}/{config.model}")
@@ -131,10 +134,10 @@ def validate_config(config: SimConfig, problem: Problem) -> np.ndarray:
 def label_of(config: SimConfig, problem: Problem) -> str:
     """A short human label of a configuration."""
     alg = config.algorithm
-    if alg == "feddlr":
+    if alg in ("feddlr", "feddlr_ef"):
         pol = (config.policy_down if config.policy_down == config.policy_up
                else f"{config.policy_down}/{config.policy_up}")
-        alg = f"feddlr {pol}"
+        alg = f"{alg} {pol}"
     elif alg == "feddlr_up":
         alg = f"feddlr_up {config.policy_up}"
     elif alg == "feddlr_down":
