@@ -34,11 +34,18 @@ import time
 from pathlib import Path
 
 import torch
-from round_probe import load, one_round, prepare, proc_status_kb, reset_peak_rss, stack_bytes
+from round_probe import (
+    code_version,
+    load,
+    one_round,
+    prepare,
+    proc_status_kb,
+    reset_peak_rss,
+    stack_bytes,
+)
 
 from fl_sim import SimConfig
 from fl_sim.device import resolve_device
-from fl_sim.report import code_version
 
 BASE = SimConfig(dataset="ridge", model="mlp", model_kwargs={"hidden": [64, 64]},
                  dataset_kwargs={"samples_per_client": 8, "dim": 16, "out_dim": 10},

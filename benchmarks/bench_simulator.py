@@ -59,6 +59,7 @@ from unittest import mock
 
 import torch
 from round_probe import (
+    code_version,
     load,
     one_round,
     prepare,
@@ -74,7 +75,6 @@ from fl_sim.algorithms.base import broadcast
 from fl_sim.device import resolve_device
 from fl_sim.local_training import LocalTrainer
 from fl_sim.presets import BENCH_CONFIG
-from fl_sim.report import code_version
 from lowrank import compress_matrix, compress_state, randomized_svd
 from lowrank.svd import cholesky_orthonormalize
 
@@ -82,6 +82,13 @@ HIDDEN = [200, 200]
 WORKLOAD = BENCH_CONFIG.replace(model_kwargs={"hidden": HIDDEN})  # FedAvg; FedDLR below
 FEDDLR = {"algorithm": "feddlr"}  # ratio:0.25 on both links, *out* dense (the preset's)
 METHODS = ("exact", "randomized", "subspace")
+# --dataset: digits (the benchmark's, from scikit-learn) or generated data of the same
+# shapes (64 features, 10 classes; FedProx synthetic, IID, at most 200 rows per client),
+# for a machine without scikit-learn (the GPU box)
+DATASETS = {"digits": {},
+            "synthetic": {"dataset": "synthetic",
+                          "dataset_kwargs": {"dim": 64, "iid": True,
+                                             "max_samples_per_client": 200}}}
 
 
 def ms(seconds: float) -> str:
@@ -102,7 +109,7 @@ def layer_shapes(sim: fl_sim.Simulation) -> list[tuple[int, int]]:
 
 def bench_vectorization(device: torch.device, quick: bool) -> dict:
     print(f"\n[1] local training, {WORKLOAD.num_clients} clients x {WORKLOAD.local_steps} steps "
-          f"x batch {WORKLOAD.batch_size}, MLP 64-200-200-10, fedavg, iid digits")
+          f"x batch {WORKLOAD.batch_size}, MLP 64-200-200-10, fedavg, iid {WORKLOAD.dataset}")
     cfg = WORKLOAD.replace(algorithm="fedavg", device=str(device))
     k = cfg.num_clients
     clients = torch.arange(k)
@@ -297,8 +304,9 @@ def memory_child(spec: str, device: torch.device) -> None:
     part = {} if k == n else {"participation": "scheme2", "clients_per_round": k}
     # 1,000+ clients of digits hold 1 or 2 training rows each: full-batch steps
     # (setup refuses a batch larger than every client's data)
+    batch = None if WORKLOAD.dataset == "digits" else WORKLOAD.batch_size
     cfg = WORKLOAD.replace(num_clients=n, test_fraction=0.1, device=str(device),
-                           batch_size=None, **part, **args["changes"])
+                           batch_size=batch, **part, **args["changes"])
     sim, state = prepare(cfg)
     seconds, growth_kb, cuda = [], [], []
     for r in range(args["rounds"]):
@@ -322,7 +330,7 @@ def memory_child(spec: str, device: torch.device) -> None:
 def child(spec: dict, device: torch.device, threads: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", json.dumps(spec),
            "--device", str(device), "--threads", str(threads),
-           "--local-steps", str(WORKLOAD.local_steps)]
+           "--local-steps", str(WORKLOAD.local_steps), "--dataset", WORKLOAD.dataset]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -349,8 +357,9 @@ def measure_memory(device: torch.device, threads: int, quick: bool) -> dict[str,
 
 
 def report_memory(results: dict[str, dict]) -> None:
-    print("\n[4] memory of a round with 1,000 participants (digits iid, test_fraction 0.1, "
-          "full-batch steps on each client's 1-2 rows), fresh subprocess each; growth = "
+    print(f"\n[4] memory of a round with 1,000 participants ({WORKLOAD.dataset} iid, "
+          "test_fraction 0.1, full-batch steps on each client's 1-2 rows of digits), fresh "
+          "subprocess each; growth = "
           "VmHWM after the round - VmRSS before it (VmHWM reset before each round)")
     for label, r in results.items():
         if label.startswith("topk_ef, N"):
@@ -501,11 +510,15 @@ def main() -> None:
                              "--threads 1, CPU device)")
     parser.add_argument("--only", nargs="+", type=int, default=None,
                         help="run only these sections (1-6)")
+    parser.add_argument("--dataset", default="digits", choices=sorted(DATASETS),
+                        help="digits (default; needs scikit-learn) or synthetic (generated, "
+                             "the same layer shapes)")
     parser.add_argument("--local-steps", type=int, default=None,
                         help=f"E of the workload (default {WORKLOAD.local_steps}): how the "
                              "compression share falls as local work grows")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    WORKLOAD = WORKLOAD.replace(**DATASETS[args.dataset])
     if args.local_steps is not None:
         WORKLOAD = WORKLOAD.replace(local_steps=args.local_steps)
     # the device, chosen once
@@ -523,7 +536,8 @@ def main() -> None:
           f"{platform.machine()}, os.cpu_count() = {os.cpu_count()}, "
           f"torch.get_num_threads() = {torch.get_num_threads()}, device {device}{gpu}, "
           f"commit {code_version()}")
-    print(f"workload: E = {WORKLOAD.local_steps} local steps of B = {WORKLOAD.batch_size}, "
+    print(f"workload: {WORKLOAD.dataset}, E = {WORKLOAD.local_steps} local steps of B = "
+          f"{WORKLOAD.batch_size}, "
           f"{WORKLOAD.num_clients} clients, MLP 64-{'-'.join(map(str, HIDDEN))}-10")
     print(f"{'--quick, ' if args.quick else ''}median of repeats after warm-up, "
           f"{'CPU time of the process' if args.clock == 'cpu' else 'wall time'}; load average "

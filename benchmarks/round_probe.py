@@ -18,6 +18,14 @@ import fl_sim
 from fl_sim.algorithms import RoundContext, ServerState
 from fl_sim.participation import sample_participants
 
+try:
+    from fl_sim.report import code_version
+except ImportError:  # fl_sim.report draws with matplotlib, which a bare GPU box may lack
+
+    def code_version() -> str:
+        """Stand-in for ``fl_sim.report.code_version`` where it cannot be imported."""
+        return "unknown (fl_sim.report not importable here: no matplotlib)"
+
 
 def sync(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA), so that wall times are complete."""
