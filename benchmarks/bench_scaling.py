@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_scaling.py [--device auto|cpu|cuda] [--threads N]
                                                  [--plot docs/benchmarks_scaling.png]
+                                                 [--json PATH] [--quick]
 
 Workload: small synthetic data (``ridge``: 8 samples of dimension 16 per client, 6 for
 training), an MLP 16-64-64-10 (5,898 parameters), E = 5 local steps of B = 4 samples,
@@ -56,6 +57,7 @@ BASE = SimConfig(dataset="ridge", model="mlp", model_kwargs={"hidden": [64, 64]}
 ALGORITHMS = {"fedavg": {"algorithm": "fedavg"},
               "feddlr subspace": {"algorithm": "feddlr", "method": "subspace"}}
 POINTS = [(10_000, 1_000), (10_000, 10_000), (100_000, 1_000)]  # (N, K)
+QUICK_POINTS = [(1_000, 100), (1_000, 1_000), (10_000, 100)]  # --quick: a tenth of each
 ROUNDS = 4
 
 
@@ -97,8 +99,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--plot", default=None, help="write the plot to this PNG")
     parser.add_argument("--json", default=None, help="write the measurements to this file")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a tenth of every size: (N, K) = {QUICK_POINTS} (a smoke test)")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    points = QUICK_POINTS if args.quick else POINTS
     device = resolve_device(args.device)  # the device, chosen once
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -113,7 +118,7 @@ def main() -> None:
           f"{BASE.chunk_size}; median of rounds 2..{ROUNDS}; memory = growth over the rounds")
     results: dict[str, dict] = {}
     for name in ALGORITHMS:
-        for n, k in POINTS:
+        for n, k in points:
             spec = json.dumps({"algorithm": name, "n": n, "k": k})
             cmd = [sys.executable, str(Path(__file__).resolve()), "--_child", spec,
                    "--device", str(device), "--threads", str(torch.get_num_threads())]
@@ -136,27 +141,33 @@ def main() -> None:
                   f"{out['stack_bytes'] / 2**20:.1f} MB){cuda}", flush=True)
     print("ratios (x10 participants: linear is <= 10x; x10 population: flat is ~1x); "
           "time = wall (CPU time of the process)")
+    (n0, k0), (_, k1), (n2, _) = points
+    along_k, along_n = f"K {k0:,} -> {k1:,}", f"N {n0:,} -> {n2:,}"
     for name in ALGORITHMS:
-        a, b, c = (results[f"{name}|{n}|{k}"] for n, k in POINTS)
-        print(f"  {name:16s} K 1k -> 10k: time {b['round_s'] / a['round_s']:5.2f}x "
+        a, b, c = (results[f"{name}|{n}|{k}"] for n, k in points)
+        print(f"  {name:16s} {along_k}: time {b['round_s'] / a['round_s']:5.2f}x "
               f"({b['round_cpu_s'] / a['round_cpu_s']:5.2f}x), memory "
-              f"{b['growth_mb'] / a['growth_mb']:5.2f}x;  N 10k -> 100k: time "
+              f"{b['growth_mb'] / a['growth_mb']:5.2f}x;  {along_n}: time "
               f"{c['round_s'] / a['round_s']:5.2f}x ({c['round_cpu_s'] / a['round_cpu_s']:5.2f}x),"
               f" memory {c['growth_mb'] / a['growth_mb']:5.2f}x")
-        print(f"  {'':16s} K 1k -> 10k: user CPU {b['round_user_s'] / a['round_user_s']:5.2f}x, "
+        print(f"  {'':16s} {along_k}: user CPU {b['round_user_s'] / a['round_user_s']:5.2f}x, "
               f"system CPU {b['round_system_s'] * 1e3:.1f} ms vs "
               f"{a['round_system_s'] * 1e3:.1f} ms, minor page faults "
               f"{b['round_faults']:,.0f} vs {a['round_faults']:,.0f} per round")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     if args.plot:
-        plot(results, args.plot)
+        plot(results, args.plot, points)
         print(f"plot written to {args.plot}")
     print(f"load average at end {load()}; total {time.perf_counter() - t_start:.0f} s")
 
 
-def plot(results: dict[str, dict], path: str) -> None:
-    """Time and memory per round against K (N = 10k) and against N (K = 1k), log-log."""
+def plot(results: dict[str, dict], path: str,
+         points: list[tuple[int, int]] | None = None) -> None:
+    """Time and memory per round against K (N = 10k) and against N (K = 1k), log-log
+    (against the first two and the first and third of ``points``, default
+    :data:`POINTS`)."""
+    (n0, k0), (_, k1), (n2, _) = points or POINTS
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,9 +175,8 @@ def plot(results: dict[str, dict], path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name in ALGORITHMS:
-        for (label, pts, style) in (("vs K (N = 10k)", [(10_000, 1_000), (10_000, 10_000)], "-o"),
-                                    ("vs N (K = 1k)", [(10_000, 1_000), (100_000, 1_000)],
-                                     "--s")):
+        for (label, pts, style) in ((f"vs K (N = {n0:,})", [(n0, k0), (n0, k1)], "-o"),
+                                    (f"vs N (K = {k0:,})", [(n0, k0), (n2, k0)], "--s")):
             xs = [k if "K" in label[:4] else n for n, k in pts]
             rs = [results[f"{name}|{n}|{k}"] for n, k in pts]
             axes[0].plot(xs, [r["round_s"] for r in rs], style, label=f"{name}, {label}")
