@@ -164,9 +164,12 @@ def compress_matrix(
         (``power_iters`` iterations; the exact SVD when ``warm_start`` is None). It
         needs a policy that fixes the rank (``fixed:``, ``ratio:``); its factors are
         ``U = W V``, ``V`` orthonormal (not an SVD), and its ``sq_error`` is
-        ``||W||^2 - ||U||^2`` (squares of row norms summed in float64; the float32
-        rounding of ``W`` and ``U`` makes it differ from the directly computed error by
-        ~1e-5 relative, measured in docs/benchmarks.md).
+        ``||W||^2 - ||U||^2`` (squares of row norms summed in float64). In float32 it
+        differs from the directly computed error by about 1e-7 of ``||W||^2`` (the
+        rounding of ``W`` and ``U``, and ``V`` orthonormal to ~1e-6 by
+        :func:`~lowrank.svd.cholesky_orthonormalize`): 7e-5 of the error itself on the
+        benchmark's layers, measured in docs/benchmarks.md; an error below 1e-4 of
+        ``||W||^2`` is computed directly instead.
     max_rank : int, optional
         Sketch size for ``randomized``/``power`` when the policy does not fix a rank.
     oversampling : int
@@ -271,7 +274,8 @@ def _subspace_factors(
     dtype = payload_dtype or w.dtype
     u, v = u.to(dtype), v.to(dtype)
     # V orthonormal: ||W - W V V^T||^2 = ||W||^2 - ||W V||^2, exact up to the rounding of
-    # the norms (~1e-8 of ||W||^2 in float32, _sq_norm) and of V's orthonormality; where
+    # the norms (~1e-8 of ||W||^2 in float32, _sq_norm) and of V's orthonormality (~1e-6
+    # in float32, cholesky_orthonormalize; ~1e-7 of ||W||^2 measured); where
     # the error is below 1e-4 of the energy (a matrix of rank ~r), or the factors were
     # rounded to another dtype, it is measured
     sq_error = energy - _sq_norm(u)
