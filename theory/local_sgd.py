@@ -137,9 +137,20 @@ class LocalSteps:
         return float(self.p @ self.contraction_k)
 
     @property
-    def rho_rms(self) -> float:
-        """``sqrt(sum_k p_k prod_j (1 - eta_j mu_k)^2)`` (the sampling term of §13.3)."""
-        return float(math.sqrt(self.p @ self.contraction_k**2))
+    def rho_max(self) -> float:
+        """``max_k prod_j (1 - eta_j mu_k)``: Lipschitz constant of any average of the ``T_k``."""
+        return float(np.max(self.contraction_k))
+
+    @property
+    def centred_contraction(self) -> float:
+        """``prod_j (1 - eta_j mu) - prod_j (1 - eta_j (L + mu)/2)`` (global ``mu``, ``L``).
+
+        ``||(T_k(x) - T_k(y)) - a (x - y)|| <= this * ||x - y||`` for every client with the
+        common ``a = prod_j (1 - eta_j (L + mu)/2)`` (docs/theory.md §13.3): how much the
+        clients' round maps can differ from one another.
+        """
+        mu, L = float(np.min(self.mu_k)), float(np.max(self.L_k))
+        return float(np.prod(1.0 - self.etas * mu) - np.prod(1.0 - self.etas * (L + mu) / 2))
 
     def distance_bounds(self) -> np.ndarray:
         """``(N, E+1)`` ``s_{k,j}`` with ``||y^k_j - w°||_{L2} <= s_{k,j}`` (from ``y_0 = w°``).
@@ -199,7 +210,8 @@ class LocalSteps:
                              "derived for full participation only")
         c = math.sqrt(sampling_factor(scheme, K, self.p.size))
         return LocalRoundMap(self.rho, self.drift if exact else self.drift_bound,
-                             c * self.rho_rms, self.sampling_std(scheme, K, exact), e_s, e_c)
+                             c * self.centred_contraction, self.sampling_std(scheme, K, exact),
+                             e_s, e_c, self.rho if scheme == "full" else self.rho_max)
 
 
 def local_steps(convex: ConvexProblem, etas, batch_size: int | None = None,
@@ -261,14 +273,16 @@ def drift_bound(L: float, zeta_star: float, eta: float, E: int) -> float:
 
 @dataclass(frozen=True)
 class LocalRoundMap:
-    """One round of the bound of docs/theory.md §13 (our derivation)::
+    """One round of the bound of docs/theory.md §13 (our derivation); with ``s = d + e_s``::
 
-        d -> sqrt((rho (d + e_s) + b)^2 + (c (d + e_s) + v)^2) + e_c
+        d -> min(sqrt((rho s + b)^2 + (c s + v)^2), rho_max s + sqrt(b^2 + v^2)) + e_c
 
-    ``rho``: contraction of the averaged round map; ``b``: drift at the optimum;
-    ``c = sqrt(c^2) rho_rms`` and ``v``: client sampling's Lipschitz and standard-deviation
-    terms (0 with full participation); ``e_s``, ``e_c``: the RMS compression errors. The
-    interface (``rho``, ``beta``, ``errors``) is that :func:`theory.bounds.iterate_maps`
+    ``rho``: contraction of the averaged round map ``sum_k p_k T_k``; ``b``: drift at the
+    optimum; ``c`` (``sqrt(c^2)`` times :attr:`LocalSteps.centred_contraction`) and ``v``:
+    client sampling's Lipschitz and standard-deviation terms (0 with full participation);
+    ``rho_max``: contraction of any sampled average (None: ``rho``); ``e_s``, ``e_c``: the
+    RMS compression errors. Both branches are bounds (§13.3), so is their minimum. The
+    interface (``rho``, ``beta``, ``errors``) is the one :func:`theory.bounds.iterate_maps`
     drives.
     """
 
@@ -278,10 +292,13 @@ class LocalRoundMap:
     sampling_std: float = 0.0  # v
     e_s: float = 0.0
     e_c: float = 0.0
+    rho_max: float | None = None  # None: rho
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.rho <= 1.0):
-            raise ValueError(f"rho: must lie in [0, 1], got {self.rho}")
+        for name in ("rho", "rho_max"):
+            v = getattr(self, name)
+            if v is not None and not (0.0 <= v <= 1.0):
+                raise ValueError(f"{name}: must lie in [0, 1], got {v}")
         for name in ("drift", "sampling_lipschitz", "sampling_std", "e_s", "e_c"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -294,13 +311,16 @@ class LocalRoundMap:
 
     @property
     def lipschitz(self) -> float:
-        """``sqrt(rho^2 + c^2)``: the map's slope as ``d -> inf``."""
-        return math.hypot(self.rho, self.sampling_lipschitz)
+        """The map's slope as ``d -> inf``: the smaller branch slope."""
+        rmax = self.rho if self.rho_max is None else self.rho_max
+        return min(math.hypot(self.rho, self.sampling_lipschitz), rmax)
 
     def __call__(self, d):
         s = d + self.e_s
-        return np.hypot(self.rho * s + self.drift,
-                        self.sampling_lipschitz * s + self.sampling_std) + self.e_c
+        rmax = self.rho if self.rho_max is None else self.rho_max
+        quad = np.hypot(self.rho * s + self.drift, self.sampling_lipschitz * s + self.sampling_std)
+        lin = rmax * s + math.sqrt(self.beta)
+        return np.minimum(quad, lin) + self.e_c
 
     def errors(self, d: float) -> tuple[float, float]:
         return self.e_s, self.e_c
