@@ -15,8 +15,9 @@ Two paths give the same result for the same random draws:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -52,6 +53,8 @@ class LocalTrainer:
     fused: bool = True  # fl_sim's MLP: forward and backward written out as batched matmuls,
     #   the SGD update fused into the weight-gradient product (_mlp_steps); False, another
     #   model, or an observer: vmap of autograd. Equal up to float rounding (tested)
+    _spare: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False,
+                                            compare=False)  # last output stack (CPU)
 
     def _loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor):
         out = functional_call(self.model, params, (x,))
@@ -118,8 +121,7 @@ class LocalTrainer:
         # chunks of clients (an observer needs every client's iterate at each step, so
         # it gets one chunk); the output stack is filled chunk by chunk, and the fused
         # MLP steps update their chunk of it in place (no second copy of the models)
-        out = {n: torch.empty((k, *p.shape[1:]), dtype=p.dtype, device=p.device)
-               for n, p in start.items()}
+        out = self._output_stack(start, k)
         losses = torch.empty(k, device=device, dtype=next(iter(start.values())).dtype)
         for part in chunks(k, None if whole else self.chunk_size):
             if layers is not None:
@@ -135,6 +137,33 @@ class LocalTrainer:
                 out[n][part] = p
             del params
         return out, losses
+
+    def _output_stack(self, start: Params, k: int) -> Params:
+        """The tensors :meth:`train` writes the ``k`` local models into.
+
+        On the CPU, the previous call's when nothing else holds them any more (the
+        caller dropped the models it was given, and no view of them is alive), else new
+        ones. A stack past glibc's mmap threshold (32 MB) is otherwise mapped afresh on
+        every call and the kernel zeroes every page on first touch: at 10,000
+        participants of the scaling benchmark those page faults made FedAvg's round
+        superlinear in the participants (docs/benchmarks.md). The trainer keeps the last
+        stack between calls (one stack of ``k`` models more, resident between rounds).
+        Every entry is written before it is read, so results do not depend on the reuse.
+        """
+        out: Params = {}
+        for n, p in start.items():
+            shape = (k, *p.shape[1:])
+            old = self._spare.pop(n, None)
+            if (old is not None and p.device.type == "cpu" and old.shape == shape
+                    and old.dtype == p.dtype and old.device == p.device
+                    and sys.getrefcount(old) == 2 and _storage_uses(old) == _FREE_USES):
+                out[n] = old
+            else:
+                out[n] = torch.empty(shape, dtype=p.dtype, device=p.device)
+            del old
+        if all(t.device.type == "cpu" for t in out.values()):
+            self._spare.update(out)
+        return out
 
     def _train(self, start: Params, idx: torch.Tensor, weights: torch.Tensor, round_index: int,
                on_step: StepObserver | None) -> tuple[Params, torch.Tensor]:
@@ -236,6 +265,14 @@ class LocalTrainer:
             torch._foreach_add_(ps, gs, alpha=-eta)
             return params
         return dict(zip(names, torch._foreach_add(ps, gs, alpha=-eta), strict=True))
+
+
+def _storage_uses(t: torch.Tensor) -> int:
+    """References to ``t``'s storage (tensors and views on it), as torch counts them."""
+    return torch._C._storage_Use_Count(t.untyped_storage()._cdata)
+
+
+_FREE_USES = _storage_uses(torch.empty(1))  # the count of a tensor nothing else shares
 
 
 def _mlp_layers(model: nn.Module) -> list[str] | None:

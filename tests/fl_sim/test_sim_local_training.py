@@ -105,3 +105,42 @@ def test_fused_mlp_steps_equal_autograd_within_rounding():
             torch.testing.assert_close(lf, la, rtol=1e-12, atol=1e-12)
         pf = out[True, None][0]
         assert not torch.equal(pf["net.fc1.weight"][0], _start(model, 1)["net.fc1.weight"][0])
+
+
+def test_output_stack_is_reused_only_when_nothing_holds_it():
+    """On the CPU the trainer writes into its last output stack when the caller dropped it
+    (no fresh pages to fault in each round); never while the models or a view of them
+    are alive; the results are those of fresh tensors."""
+    import dataclasses
+    import weakref
+
+    from fl_sim.models import MLP
+
+    model = MLP(6, hidden=(16, 8), num_classes=3, generator=torch.Generator().manual_seed(0))
+    model = model.double()
+    trainer = _trainer(model, 4, True)
+    clients = torch.tensor([0, 2, 3, 2])
+    name = "net.fc1.weight"
+
+    def train(t, seed):
+        return t.train(_start(model, 4), clients, 2, torch.Generator().manual_seed(seed))[0]
+
+    first = train(trainer, 7)
+    first_ref = weakref.ref(first[name])
+    # an alias of the storage (detach, numpy) that holds no reference to the tensor
+    alias, kept = first[name].detach(), first[name].clone()
+    del first
+    second = train(trainer, 8)
+    assert second[name] is not first_ref()
+    assert torch.equal(alias, kept)  # not overwritten
+    second_ref = weakref.ref(second[name])
+    del second, alias
+    third = train(trainer, 9)
+    assert third[name] is second_ref()  # nothing held it: reused
+    fresh = train(dataclasses.replace(trainer), 9)  # a new trainer: fresh tensors
+    for n in fresh:
+        assert torch.equal(third[n], fresh[n])
+    fourth = train(trainer, 10)  # third is held: not reused, not overwritten
+    assert fourth[name] is not third[name]
+    for n in fresh:
+        assert torch.equal(third[n], fresh[n])
