@@ -275,13 +275,14 @@ def drift_bound(L: float, zeta_star: float, eta: float, E: int) -> float:
 class LocalRoundMap:
     """One round of the bound of docs/theory.md §13 (our derivation); with ``s = d + e_s``::
 
-        d -> min(sqrt((rho s + b)^2 + (c s + v)^2), rho_max s + sqrt(b^2 + v^2)) + e_c
+        d -> min(sqrt((rho s + b)^2 + (c s + v)^2), rho_max s + sqrt(b^2 + v^2),
+                 sqrt(rho_max^2 s^2 + 2 (rho b + c v) s + b^2 + v^2)) + e_c
 
     ``rho``: contraction of the averaged round map ``sum_k p_k T_k``; ``b``: drift at the
     optimum; ``c`` (``sqrt(c^2)`` times :attr:`LocalSteps.centred_contraction`) and ``v``:
     client sampling's Lipschitz and standard-deviation terms (0 with full participation);
     ``rho_max``: contraction of any sampled average (None: ``rho``); ``e_s``, ``e_c``: the
-    RMS compression errors. Both branches are bounds (§13.3), so is their minimum. The
+    RMS compression errors. Each branch is a bound (§13.3), so is their minimum. The
     interface (``rho``, ``beta``, ``errors``) is the one :func:`theory.bounds.iterate_maps`
     drives.
     """
@@ -320,7 +321,9 @@ class LocalRoundMap:
         rmax = self.rho if self.rho_max is None else self.rho_max
         quad = np.hypot(self.rho * s + self.drift, self.sampling_lipschitz * s + self.sampling_std)
         lin = rmax * s + math.sqrt(self.beta)
-        return np.minimum(quad, lin) + self.e_c
+        cross = np.sqrt(rmax**2 * s * s + 2.0 * (self.rho * self.drift + self.sampling_lipschitz
+                                                  * self.sampling_std) * s + self.beta)
+        return np.minimum(np.minimum(quad, lin), cross) + self.e_c
 
     def errors(self, d: float) -> tuple[float, float]:
         return self.e_s, self.e_c
