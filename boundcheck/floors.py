@@ -13,6 +13,7 @@ constant stays valid), so the predicted floors differ only through the measured 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -163,18 +164,29 @@ class FloorBounds:
     rounds: int
     seeds: list[int]
 
+    def covered(self, i: int) -> list[float]:
+        """Last-round values of policy ``i``'s runs that entered the basin (the bound's runs)."""
+        return [m for m, b in zip(self.measured[i], self.round_bound[i], strict=True)
+                if b is not None]
+
     @property
     def ratio(self) -> list[float]:
-        """floor bound / mean measured last round."""
-        return [b / float(np.mean(m)) for b, m in zip(self.floor_bound, self.measured,
-                                                      strict=True)]
+        """floor bound / mean last round of the covered runs (nan: no run entered)."""
+        return [b / float(np.mean(self.covered(i))) if self.covered(i) else math.nan
+                for i, b in enumerate(self.floor_bound)]
+
+    @property
+    def all_entered(self) -> bool:
+        """Every run entered its policy's basin (else it converged elsewhere, or slowly)."""
+        return all(b is not None for bs in self.round_bound for b in bs)
 
     @property
     def holds(self) -> bool:
-        """Every run entered the basin and its last round is below the round bound."""
-        return all(b is not None and m <= b for bs, ms in zip(self.round_bound, self.measured,
-                                                              strict=True)
-                   for b, m in zip(bs, ms, strict=True))
+        """Every run that entered the basin ends below its round bound (and one entered)."""
+        return all(b is None or m <= b for bs, ms in zip(self.round_bound, self.measured,
+                                                         strict=True)
+                   for b, m in zip(bs, ms, strict=True)) and all(
+            any(b is not None for b in bs) for bs in self.round_bound)
 
     @property
     def same_ordering(self) -> bool:
@@ -187,6 +199,7 @@ class FloorBounds:
                 "jacobian_norm": self.jacobian_norm, "entry_round": self.entry_round,
                 "round_bound": self.round_bound, "measured_per_seed": self.measured,
                 "ratio_bound_over_measured": self.ratio, "holds": self.holds,
+                "all_entered": self.all_entered,
                 "same_ordering": self.same_ordering, "local_steps": self.local_steps,
                 "rounds": self.rounds, "seeds": self.seeds,
                 "method": "verified enclosure of the limit of the full-batch compressed map "

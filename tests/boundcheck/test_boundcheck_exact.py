@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import boundcheck as bc
@@ -158,3 +158,30 @@ def test_error_feedback_removes_the_compression_floor(ridge):
     # relative gap to the FedAvg floor: 3e-3 at round 120, 6e-6 at round 200 (geometric)
     assert dist[-1] == pytest.approx(fedavg_floor, rel=1e-3)
     assert feddlr_floor > 10 * fedavg_floor  # without EF the truncation sets the floor
+
+
+@settings(max_examples=3, deadline=None, derandomize=True, phases=[Phase.generate])
+@given(N=st.integers(2, 4), E=st.integers(2, 5), policy=st.sampled_from(
+    ["fixed:1", "fixed:2", "energy:0.8"]), seed=st.integers(0, 100))
+def test_a_priori_floor_bound_holds_on_random_ridge_problems(N, E, policy, seed):
+    """docs/theory.md §12.4: the bound (problem alone) covers every run entering its basin."""
+    from boundcheck.floors import floor_bounds
+
+    prob = bc.ridge_problem(num_clients=N, samples_per_client=15, dim=6, out_dim=3,
+                            data_seed=seed)
+    res = floor_bounds(prob, [policy], local_steps=E, rounds=120, seeds=[seed, seed + 1])
+    assert any(r is not None for r in res.entry_round[0])  # a run entered the basin
+    assert res.holds  # its last round is below the bound on that round
+    assert res.floor_lower[0] <= res.floor_bound[0] <= 2.0 * min(res.covered(0))
+
+
+def test_exact_bound_covers_error_feedback(ridge):
+    """docs/theory.md §12.6: FedDLR-EF's rounds are the FedAvg map plus measured errors."""
+    cfg = ridge.config(algorithm="feddlr_ef", policy_down="fixed:1", policy_up="fixed:1",
+                       local_steps=3, rounds=8, batch_size=None)
+    rep = bc.check(cfg, ridge, seeds=2, bound="exact")
+    assert rep.summary()["holds"]  # strict: full batch is deterministic given w_0
+    assert np.all(rep.e_c[1:] > 0)  # the uplink compressed: the bound has work to do
+    cfg = cfg.replace(batch_size=3, participation="scheme1", clients_per_round=2)
+    rep = bc.check(cfg, ridge, seeds=3, bound="exact")
+    assert rep.constants["exact"]["holds_within_3_standard_errors"]

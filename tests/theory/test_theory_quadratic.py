@@ -294,3 +294,51 @@ def test_moments_by_coordinate_add_up_to_the_distance():
     np.testing.assert_allclose(mom.dist_sq_modes.sum(axis=(1, 2)), mom.dist_sq, rtol=1e-12)
     tr = np.einsum("scdd->", mom.cov) / 2  # mean over the 2 starts of tr Cov after the last round
     assert tr == pytest.approx(mom.cov_trace[-1], rel=1e-12)
+
+
+# ------------------------------------- the a-priori floor enclosure (docs/theory.md §12.4)
+def test_truncation_derivative_and_its_constants():
+    from theory.quadratic import _truncation_terms, truncate, truncation_derivative
+
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(7, 4)) * np.array([3.0, 2.0, 1.0, 0.5])
+    s = np.linalg.svd(Y, compute_uv=False)
+    V, kappa, K = _truncation_terms(Y, "fixed:2", 0.0)
+    assert kappa == pytest.approx(s[1] / (s[1] - s[2]), rel=1e-12)
+    worst = 0.0
+    for _ in range(20):
+        E = rng.normal(size=Y.shape)
+        E /= np.linalg.norm(E)
+        h = 1e-6
+        fd = (truncate(Y + h * E, "fixed:2") - truncate(Y - h * E, "fixed:2")) / (2 * h)
+        d = truncation_derivative(Y, V, E)
+        np.testing.assert_allclose(d, fd, atol=1e-7)
+        worst = max(worst, float(np.linalg.norm(d)))
+        for t in (1e-3, 1e-2, 3e-2):  # second-order remainder within the resolvent bound
+            rem = truncate(Y + t * E, "fixed:2") - truncate(Y, "fixed:2") - t * d
+            _, _, K_t = _truncation_terms(Y, "fixed:2", t)
+            assert np.linalg.norm(rem) <= K_t * t**2
+    assert worst <= kappa * (1 + 1e-9)
+    # along the worst direction (u_2 v_3^T + u_3 v_2^T) the derivative attains kappa
+    U, s, Vt = np.linalg.svd(Y, full_matrices=False)
+    E = (np.outer(U[:, 1], Vt[2]) + np.outer(U[:, 2], Vt[1])) / np.sqrt(2)
+    assert np.linalg.norm(truncation_derivative(Y, V, E)) == pytest.approx(kappa, rel=1e-9)
+
+
+def test_floor_enclosure_contains_the_limit_and_fedavg_is_global():
+    from theory.quadratic import compressed_trajectory, floor_enclosure
+
+    cl = _clients(N=3, d=6, c=3, seed=5)
+    rm = round_maps(cl, [0.1] * 3, 3)[0]
+    enc = floor_enclosure(rm, cl.w_star, None, None)
+    assert enc.r_max == np.inf  # the affine map contracts everywhere
+    assert enc.floor_bound == pytest.approx(float(np.sum(bias(rm, cl.w_star) ** 2)), rel=1e-6)
+    enc = floor_enclosure(rm, cl.w_star, "fixed:1", "fixed:1")
+    assert 0 < enc.r_min < enc.r_max < np.inf and enc.jacobian_norm < 1
+    rng = np.random.default_rng(0)
+    start = enc.center + 0.9 * enc.r_max * rng.normal(size=enc.center.shape) / np.sqrt(
+        enc.center.size) / 2
+    limit = compressed_trajectory(rm, start, 300, "fixed:1", "fixed:1")[-1]
+    assert np.linalg.norm(limit - enc.center) <= enc.r_min
+    dist_sq = float(np.sum((limit - cl.w_star) ** 2))
+    assert enc.floor_lower <= dist_sq <= enc.floor_bound
