@@ -448,11 +448,25 @@ class ModalErrors:
     mean_sq: np.ndarray  # (R+1, S, d, out)
     noise_var: np.ndarray  # (R+1, S, d, out)
     err_client_gap: float  # full batch: max | ||e^c_r|| recomputed - recorded err_client |
+    # round 0's server error C_s(w_0) - w_0 is a function of w_0 (known before any noise):
+    # carried with its sign in the mean trajectory, from C_s(w_0), instead of as a magnitude
+    a_signed0: np.ndarray | None = None  # (R+1, S, d, out) a without round 0's server error
+    mean_sq_signed0: np.ndarray | None = None  # (R+1, S, d, out) mean map from C_s(w_0)
+
+    def _per_seed(self, mean_sq: np.ndarray, a: np.ndarray) -> np.ndarray:
+        return np.sum((np.sqrt(mean_sq + self.noise_var) + a) ** 2, axis=(2, 3))  # (R+1, S)
 
     @property
     def bound_dist_sq(self) -> np.ndarray:
-        """``(R+1,)``: ``sum_ij (sqrt(mean_sq + noise_var) + a)^2``."""
-        per_seed = np.sum((np.sqrt(self.mean_sq + self.noise_var) + self.a) ** 2, axis=(2, 3))
+        """``(R+1,)``: ``sum_ij (sqrt(mean_sq + noise_var) + a)^2``, mean over seeds.
+
+        Per seed the smaller of the two splits (round 0's server error as a magnitude, or
+        signed inside the mean trajectory): both are bounds on that seed's expectation.
+        """
+        per_seed = self._per_seed(self.mean_sq, self.a)
+        if self.a_signed0 is not None:
+            per_seed = np.minimum(per_seed, self._per_seed(self.mean_sq_signed0,
+                                                           self.a_signed0))
         return per_seed.mean(axis=1)
 
     @property
@@ -479,6 +493,7 @@ def modal_errors(runs: SeedRuns, clients: LeastSquaresClients, config: SimConfig
     _, V = np.linalg.eigh(maps[0].P)
     n_seeds = len(runs.seeds)
     xi2 = np.zeros((n_seeds, R, *clients.w_star.shape))
+    xi2_0 = np.zeros((n_seeds, *clients.w_star.shape))  # round 0 without the server error
     covs = []
     gap = 0.0
     for r in range(R):
@@ -488,15 +503,21 @@ def modal_errors(runs: SeedRuns, clients: LeastSquaresClients, config: SimConfig
                                   config.batch_size, scheme, K).cov)
         for i, it in enumerate(runs.iterates):
             err = P @ (it.starts[r] - it.globals_[r])
+            if r == 0:
+                err0 = np.zeros_like(err)
             if runs.err_client[i, r] != 0.0:  # something was compressed on the way up
                 ids = it.last_ids[r]
                 a = aggregation_weights(clients.p, ids, scheme, K)
                 eta = float(etas[r * E + it.last_step])
                 ec = it.globals_[r + 1] - last_step_mean(clients, it.last[r], ids, a, eta)
                 err = err + ec
+                if r == 0:
+                    err0 = ec
                 if config.batch_size is None:
                     gap = max(gap, abs(float(np.linalg.norm(ec)) - runs.err_client[i, r]))
             xi2[i, r] = (V.T @ err) ** 2
+            if r == 0:
+                xi2_0[i] = (V.T @ err0) ** 2
     if gap > 1e-9 * max(1.0, float(np.max(runs.err_client))):
         raise RuntimeError(f"the client error recomputed from the observed iterates differs "
                            f"from the recorded err_client by {gap:.3g}")
@@ -507,7 +528,16 @@ def modal_errors(runs: SeedRuns, clients: LeastSquaresClients, config: SimConfig
     for m in maps:
         vbar.append(m.P @ vbar[-1] + m.c)
     mean_sq = (V.T @ (np.stack(vbar) - clients.w_star)) ** 2
-    return ModalErrors(V, np.sqrt(xi2), a, mean_sq, noise, gap)
+    # the split with round 0's server error signed: the mean map from C_s(w_0) (= starts[0])
+    xi2_s = xi2.copy()
+    xi2_s[:, 0] = xi2_0
+    a0 = np.stack([modal_deviation(Ps, np.sqrt(x), V) for x in xi2_s], axis=1)
+    vbar0 = [runs.initial, np.stack([it.starts[0] for it in runs.iterates])]
+    vbar0[1] = maps[0].P @ vbar0[1] + maps[0].c
+    for m in maps[1:]:
+        vbar0.append(m.P @ vbar0[-1] + m.c)
+    mean_sq0 = (V.T @ (np.stack(vbar0) - clients.w_star)) ** 2
+    return ModalErrors(V, np.sqrt(xi2), a, mean_sq, noise, gap, a0, mean_sq0)
 
 
 def exact_variant(runs: SeedRuns, config: SimConfig, problem: Problem,
