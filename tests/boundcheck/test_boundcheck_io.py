@@ -60,10 +60,25 @@ def test_grid_markdown_table_has_one_row_per_report(small):
     assert len(lines) == 4 and lines[1].startswith("|--")
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     row = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert head[:3] == ["config", "rounds", "seeds"] and len(head) == len(row) == 10
+    assert head[:3] == ["config", "rounds", "seeds"] and len(head) == len(row) == 13
     s = rep.summary()
     assert row[:3] == [rep.label, str(s["rounds"]), str(s["seeds"])]
     assert row[3] == f"{s['tightness']:.3g}" and row[6] == ("yes" if s["holds"] else "NO")
+    assert row[10:] == ["n/a"] * 3  # Li's bound only
+
+
+def test_grid_table_puts_the_exact_bound_beside_li(small):
+    from boundcheck.grid import row_holds
+
+    prob, _ = small
+    rep = bc.check(prob.config(algorithm="feddlr", policy_down="fixed:1", policy_up="fixed:1",
+                               local_steps=2, rounds=4, batch_size=None), prob, seeds=2,
+                   bound="exact")
+    row = [c.strip() for c in markdown_table([rep]).splitlines()[2].strip("|").split("|")]
+    li, s = rep.constants["lemma3_drift"], rep.summary()
+    assert row[3] == f"{li['tightness']:.3g}" and row[10] == f"{s['max_ratio']:.3g}"
+    assert float(row[3]) > 5 * float(row[11])  # Li et al. far above the exact bound
+    assert row_holds(rep) and row[12] == "yes"
 
 
 def test_plot_returns_fig_ax_data(small):
