@@ -230,10 +230,11 @@ def cholesky_orthonormalize(y: torch.Tensor) -> torch.Tensor:
     orthonormality grows like ``eps * cond(Y_s)^2`` (the Gram squares the condition
     number, and ``eps`` is the precision it is formed in); a matrix
     where ``eps * c > 1e-5``, with ``c = ||G_s||_inf ||L^{-1}||_1 ||L^{-1}||_inf >=
-    cond(Y_s)^2`` an upper bound computed from the factor, or whose Gram is not
-    numerically positive definite, is done again with the Gram in float64, and where
-    that fails too, by :func:`orthonormalize` (Householder QR). So ``Q^T Q - I`` is
-    ~1e-5 or better for every matrix (measured ~1e-6 in float32 on FedDLR's
+    cond(Y_s)^2`` an upper bound computed from the factor, gets a second pass on its
+    ``Q`` (Cholesky QR2) where ``eps * c <= 1e-2``; one whose Gram is not numerically
+    positive definite, or past that, is done again with the Gram in float64, and
+    where that fails too, by :func:`orthonormalize` (Householder QR). So ``Q^T Q - I``
+    is ~1e-5 or better for every matrix (measured ~1e-6 in float32 on FedDLR's
     matrices, docs/benchmarks.md).
 
     Parameters
@@ -258,12 +259,19 @@ def cholesky_orthonormalize(y: torch.Tensor) -> torch.Tensor:
              * inv_abs.sum(-1).amax(-1))  # ||G_s||_inf ||L^-1||_1 ||L^-1||_inf
     q = work @ (inv.mT * d.unsqueeze(-1)).to(work.dtype)  # Y D L^{-T}
     bad = (info != 0) | ~(torch.finfo(work.dtype).eps * bound <= 1e-5)  # NaN bound is bad
-    if bool(bad.any()):
-        if work.dtype == torch.float64:
-            redo = orthonormalize(work)
-        else:
-            redo = cholesky_orthonormalize(work.double()).to(work.dtype)
-        q = torch.where(bad[..., None, None], redo, q)
+    if not bool(bad.any()):
+        return q.to(y.dtype)
+    # redo only the matrices that need it: a second pass on Q where the first one was
+    # accurate enough to leave it well conditioned (eps c <= 1e-2: Cholesky QR2), else a
+    # float64 Gram, else (in float64) Householder QR
+    redo = bad & (info == 0) & (torch.finfo(work.dtype).eps * bound <= 1e-2)
+    again = bad & ~redo
+    for mask, fix in ((redo, lambda i: cholesky_orthonormalize(q[i])),
+                      (again, lambda i: orthonormalize(work[i]) if work.dtype == torch.float64
+                       else cholesky_orthonormalize(work[i].double()).to(work.dtype))):
+        if bool(mask.any()):
+            sel = mask.nonzero(as_tuple=True) if mask.ndim else ...
+            q[sel] = fix(sel)
     return q.to(y.dtype)
 
 

@@ -120,24 +120,38 @@ def _residual(q, y):
     return (y - q @ (q.mT @ y)).norm(dim=-2) / y.norm(dim=-2)
 
 
-def test_cholesky_orthonormalize_in_float32_scales_columns_and_falls_back_to_float64():
+def test_cholesky_orthonormalize_in_float32_scales_columns_and_redoes_the_hard_ones(
+        monkeypatch):
+    import lowrank.svd as svd
+
+    dtypes = []
+    inner = svd.cholesky_orthonormalize
+
+    def spy(y):
+        dtypes.append(y.dtype)
+        return inner(y)
+
+    monkeypatch.setattr(svd, "cholesky_orthonormalize", spy)
     g = torch.Generator().manual_seed(1)
     # nearly orthogonal columns of lengths 1e-3..1e3: cond(Y) ~1e6, but ~1 after scaling,
-    # so the float32 Gram suffices
+    # so one float32 pass suffices
     base = torch.linalg.qr(torch.randn(4, 60, 8, generator=g, dtype=torch.float64))[0]
     y = base + 0.05 * torch.randn(4, 60, 8, generator=g, dtype=torch.float64)
     y = y * torch.logspace(-3, 3, 8, dtype=torch.float64)
-    q = cholesky_orthonormalize(y.float())
-    assert q.dtype == torch.float32 and q.is_contiguous()
     eye = torch.eye(8, dtype=torch.float64).expand(4, 8, 8)
-    torch.testing.assert_close(q.double().mT @ q.double(), eye, rtol=0, atol=1e-5)
-    assert _residual(q, y).max() < 1e-5  # the same span, column by column
-    # nearly dependent columns (cond ~1e3 after scaling): beyond float32's Gram, redone in
-    # float64, still orthonormal to the stated 1e-5
-    y[2, :, 7] = y[2, :, 6] / y[2, :, 6].norm() + 1e-3 * base[2, :, 7]
-    q = cholesky_orthonormalize(y.float())
-    torch.testing.assert_close(q.double().mT @ q.double(), eye, rtol=0, atol=1e-5)
-    assert _residual(q, y).max() < 1e-5
+    # then two correlated columns (cond ~30 after scaling: a second float32 pass, Cholesky
+    # QR2), then also nearly dependent ones in another matrix (cond ~1e3: a float64 Gram)
+    for row, eps, calls in ((None, None, [torch.float32]),
+                            (1, 3e-2, [torch.float32] * 2),
+                            (2, 1e-3, [torch.float32, torch.float32, torch.float64])):
+        if row is not None:
+            y[row, :, 7] = y[row, :, 6] / y[row, :, 6].norm() + eps * base[row, :, 7]
+        dtypes.clear()
+        q = svd.cholesky_orthonormalize(y.float())
+        assert dtypes == calls
+        assert q.dtype == torch.float32 and q.is_contiguous()
+        torch.testing.assert_close(q.double().mT @ q.double(), eye, rtol=0, atol=1e-5)
+        assert _residual(q, y).max() < 1e-5  # the same span, column by column
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
