@@ -18,9 +18,10 @@ over the rounds (``VmHWM`` after them minus ``VmRSS`` before the first, ``VmHWM`
 to the current RSS after setup so that setup's own peak does not count; on CUDA,
 ``max_memory_allocated`` growth), and the ratios that the targets read: time and
 memory x10 participants (target: <= ~10x, linear) and x10 population (target: ~1x,
-flat). ``--plot`` draws them (log-log) into a PNG. The CPU time is split into user and
-system time (``getrusage``) with the minor page faults of each round: the system time is
-the kernel's, mostly zeroing fresh pages (what made FedAvg superlinear in K, docs/benchmarks.md).
+flat). ``--plot`` draws CPU time and memory (log-log) into a PNG. The CPU time is split
+into user and system time (``getrusage``) with the minor page faults of each round: the
+system time is the kernel's, mostly zeroing fresh pages (what made FedAvg superlinear in
+K until the trainer reused its output stack, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -179,9 +180,10 @@ def plot(results: dict[str, dict], path: str,
                                     (f"vs N (K = {k0:,})", [(n0, k0), (n2, k0)], "--s")):
             xs = [k if "K" in label[:4] else n for n, k in pts]
             rs = [results[f"{name}|{n}|{k}"] for n, k in pts]
-            axes[0].plot(xs, [r["round_s"] for r in rs], style, label=f"{name}, {label}")
+            # CPU time: on a shared machine the wall time is mostly the other processes'
+            axes[0].plot(xs, [r["round_cpu_s"] for r in rs], style, label=f"{name}, {label}")
             axes[1].plot(xs, [r["growth_mb"] for r in rs], style, label=f"{name}, {label}")
-    for ax, ylabel in zip(axes, ("seconds per round", "memory growth per round (MB)"),
+    for ax, ylabel in zip(axes, ("CPU seconds per round", "memory growth per round (MB)"),
                           strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
