@@ -181,8 +181,22 @@ class LocalSteps:
         """
         s = self.distance_bounds()
         lip = float(np.sum(self.etas * (self.p * self.L_k @ s[:, :-1])))
-        noise = math.sqrt(float(np.sum(self.etas**2)) * float(self.p**2 @ self.sigma2_k))
-        return lip + float(np.sum(self.etas)) * self.grad_norm + noise
+        return lip + float(np.sum(self.etas)) * self.grad_norm + self.noise
+
+    @property
+    def noise(self) -> float:
+        """``sqrt(sum_j eta_j^2 sum_k p_k^2 sigma_k^2)``: RMS of the round's noise at ``w°``."""
+        return math.sqrt(float(np.sum(self.etas**2)) * float(self.p**2 @ self.sigma2_k))
+
+    @property
+    def noise_cross(self) -> float:
+        """``c' sum_k p_k^2 sqrt(sum_j eta_j^2) sigma_k``: the contraction-noise cross term (§13.4).
+
+        ``c' = prod_j (1 - eta_j mu) - prod_j (1 - eta_j (L + mu)/2)`` with the step map's
+        ``mu``, ``L`` (:attr:`centred_contraction`); 0 for full batch.
+        """
+        n_k = math.sqrt(float(np.sum(self.etas**2))) * np.sqrt(self.sigma2_k)
+        return self.centred_contraction * float(self.p**2 @ n_k)
 
     def sampling_std(self, scheme: str, K: int | None, exact: bool = True) -> float:
         """``sqrt(Var_a(sum_k a_k (T_k(w°) - w°)))``.
@@ -209,6 +223,10 @@ class LocalSteps:
             raise ValueError("participation: the minibatch bound (docs/theory.md §13.4) is "
                              "derived for full participation only")
         c = math.sqrt(sampling_factor(scheme, K, self.p.size))
+        if self.batch_size is not None:  # §13.4: the noise at w° enters the square once
+            b = self.drift_bound
+            return LocalRoundMap(self.rho, b, e_s=e_s, e_c=e_c,
+                                 cross=self.rho * (b - self.noise) + self.noise_cross)
         return LocalRoundMap(self.rho, self.drift if exact else self.drift_bound,
                              c * self.centred_contraction, self.sampling_std(scheme, K, exact),
                              e_s, e_c, self.rho if scheme == "full" else self.rho_max)
@@ -276,7 +294,10 @@ class LocalRoundMap:
     """One round of the bound of docs/theory.md §13 (our derivation); with ``s = d + e_s``::
 
         d -> min(sqrt((rho s + b)^2 + (c s + v)^2), rho_max s + sqrt(b^2 + v^2),
-                 sqrt(rho_max^2 s^2 + 2 (rho b + c v) s + b^2 + v^2)) + e_c
+                 sqrt(rho_max^2 s^2 + 2 k s + b^2 + v^2)) + e_c,   k = rho b + c v
+
+    (minibatches, §13.4: ``k = rho (b - n) + c' sum_k p_k^2 n_k`` with ``n`` the noise part
+    of ``b``; ``cross`` holds ``k`` when given.)
 
     ``rho``: contraction of the averaged round map ``sum_k p_k T_k``; ``b``: drift at the
     optimum; ``c`` (``sqrt(c^2)`` times :attr:`LocalSteps.centred_contraction`) and ``v``:
@@ -294,6 +315,7 @@ class LocalRoundMap:
     e_s: float = 0.0
     e_c: float = 0.0
     rho_max: float | None = None  # None: rho
+    cross: float | None = None  # coefficient of 2 s in the cross branch; None: rho b + c v
 
     def __post_init__(self) -> None:
         for name in ("rho", "rho_max"):
@@ -321,8 +343,9 @@ class LocalRoundMap:
         rmax = self.rho if self.rho_max is None else self.rho_max
         quad = np.hypot(self.rho * s + self.drift, self.sampling_lipschitz * s + self.sampling_std)
         lin = rmax * s + math.sqrt(self.beta)
-        cross = np.sqrt(rmax**2 * s * s + 2.0 * (self.rho * self.drift + self.sampling_lipschitz
-                                                  * self.sampling_std) * s + self.beta)
+        k = (self.rho * self.drift + self.sampling_lipschitz * self.sampling_std
+             if self.cross is None else self.cross)
+        cross = np.sqrt(rmax**2 * s * s + 2.0 * k * s + self.beta)
         return np.minimum(np.minimum(quad, lin), cross) + self.e_c
 
     def errors(self, d: float) -> tuple[float, float]:

@@ -106,24 +106,27 @@ def test_minibatch_round_bound_exact_enumeration():
     E = 2
     eta = 0.9 * float(np.min(2.0 / (prob.lam + sample_smoothness(prob))))
     ls = local_steps(prob, [eta] * E, batch_size=1)
-    W = prob.w_star + rng.normal(size=prob.shape)
-    second = 0.0
-    per_client = []
-    for k in range(2):
-        outs = []
-        for seq in itertools.product(range(3), repeat=E):
-            y = W.copy()
-            for i in seq:
-                x, t = prob.X[k][i:i + 1], prob.Y[k][i:i + 1]
-                y = y - eta * (x.T @ (x @ y - t) + prob.lam * y)
-            outs.append(y)
-        per_client.append(outs)
-    for a, b in itertools.product(per_client[0], per_client[1]):
-        w_new = prob.p[0] * a + prob.p[1] * b
-        second += np.sum((w_new - prob.w_star) ** 2) / len(per_client[0]) ** 2
     m = ls.round_map()
-    assert float(m(np.linalg.norm(W - prob.w_star))) >= np.sqrt(second)
     assert ls.sigma2_k.min() > 0 and m.drift == ls.drift_bound
+    for scale in (1.0, 0.05, 0.0):  # far (contraction) to at w* (drift and noise only)
+        W = prob.w_star + scale * rng.normal(size=prob.shape)
+        second = 0.0
+        per_client = []
+        for k in range(2):
+            outs = []
+            for seq in itertools.product(range(3), repeat=E):
+                y = W.copy()
+                for i in seq:
+                    x, t = prob.X[k][i:i + 1], prob.Y[k][i:i + 1]
+                    y = y - eta * (x.T @ (x @ y - t) + prob.lam * y)
+                outs.append(y)
+            per_client.append(outs)
+        for a, b in itertools.product(per_client[0], per_client[1]):
+            w_new = prob.p[0] * a + prob.p[1] * b
+            second += np.sum((w_new - prob.w_star) ** 2) / len(per_client[0]) ** 2
+        d = float(np.linalg.norm(W - prob.w_star))
+        assert float(m(d)) >= np.sqrt(second)
+        assert float(m(d)) <= m.rho * d + m.drift  # the cross branch is no worse
 
 
 def test_contraction_and_drift_constants():
