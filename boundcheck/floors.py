@@ -86,11 +86,12 @@ class FloorComparison:
         return "\n".join(lines)
 
 
-def ordering_agrees(a: Sequence[float], b: Sequence[float], rtol: float = 0.0) -> bool:
+def ordering_agrees(a: Sequence[float], b: Sequence[float], rtol: float = 1e-9) -> bool:
     """Every pair is ordered the same way in ``a`` and ``b`` (strictly).
 
     ``rtol``: pairs whose values differ by at most ``rtol`` times the larger are ties in
-    that sequence (a bound and a run that agree to rounding order exact ties either way).
+    that sequence (two policies with the same floor, e.g. ``none`` and an ``energy`` policy
+    that sends dense, differ in the runs by rounding only and must not count as ordered).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     n = a.size

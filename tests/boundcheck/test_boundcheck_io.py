@@ -122,3 +122,5 @@ def test_floor_ordering_tiny(small):
 def test_ordering_agrees():
     assert ordering_agrees([3, 2, 1], [30, 20, 10])
     assert not ordering_agrees([3, 2, 1], [30, 10, 20])
+    assert ordering_agrees([1.0, 1.0, 2.0], [1.0, 1.0 + 1e-14, 2.0])  # ties to rounding
+    assert not ordering_agrees([1.0, 1.0, 2.0], [1.0, 1.1, 2.0])
