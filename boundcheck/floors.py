@@ -244,7 +244,9 @@ def floor_bounds(problem: Problem, policies: Sequence[str], local_steps: int = 5
             h = fl_sim.run(cfg.replace(seed=s), data=problem.data,
                            w_star=problem.w_star_params(), observer=obs).history
             dist = [float(np.linalg.norm(models[r] - enc.center)) for r in range(rounds + 1)]
-            inside = [r for r in range(rounds + 1) if dist[r] <= enc.r_max]
+            # no enclosure (r_min infinite): no run is covered, whatever its distance
+            inside = [r for r in range(rounds + 1) if dist[r] <= enc.r_max] \
+                if math.isfinite(enc.r_min) else []
             r_in = inside[0] if inside else None
             if r_in is None:
                 b_row.append(None)

@@ -737,7 +737,7 @@ class FloorEnclosure:
     rounding: float  # allowance per round for the simulator's float64 rounding
     jacobian_norm: float  # ||J||, Frobenius operator norm
     r_min: float
-    r_max: float  # inf: the whole space (affine map)
+    r_max: float  # inf: the whole space (affine map); with r_min inf: no enclosure, no run covered
     policy_down: str | None
     policy_up: str | None
 
@@ -857,8 +857,8 @@ def floor_enclosure(round_map: AffineRound, w_star: np.ndarray, down=None, up=No
             lo, hi = r_min, max(2 * r_min, 1e-12)
             while enc.F(hi) <= hi and hi < 1e6:
                 lo, hi = hi, 2 * hi
-            if hi >= 1e6:
-                r_max = math.inf
+            if hi >= 1e6:  # F(R) <= R verified up to lo only: claim no more than that
+                r_max = lo
             else:
                 for _ in range(200):
                     mid = (lo + hi) / 2

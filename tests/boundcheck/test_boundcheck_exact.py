@@ -185,3 +185,22 @@ def test_exact_bound_covers_error_feedback(ridge):
     cfg = cfg.replace(batch_size=3, participation="scheme1", clients_per_round=2)
     rep = bc.check(cfg, ridge, seeds=3, bound="exact")
     assert rep.constants["exact"]["holds_within_3_standard_errors"]
+
+
+def test_a_failed_floor_enclosure_covers_no_run(monkeypatch):
+    """An enclosure that could not be built (r_min = r_max = inf) is no bound: no run counts
+    as covered, and the floor check does not report success."""
+    import dataclasses
+
+    import boundcheck.floors as floors
+
+    real = floors.floor_enclosure
+
+    def failed(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), r_min=np.inf, r_max=np.inf)
+
+    monkeypatch.setattr(floors, "floor_enclosure", failed)
+    prob = bc.ridge_problem(num_clients=2, samples_per_client=10, dim=4, out_dim=2, data_seed=1)
+    res = floors.floor_bounds(prob, ["fixed:1"], local_steps=2, rounds=5, seeds=[0])
+    assert res.entry_round == [[None]]
+    assert not res.holds
