@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from theory.constants import logistic_problem, ridge_problem
 from theory.local_sgd import (
     LocalRoundMap,
-    client_drifts,
     drift_bound,
     local_gd,
     local_recursion,
