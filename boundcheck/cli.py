@@ -139,7 +139,8 @@ def _cmd_check(a) -> int:
     fig, _, _ = plot_report(rep, other_drift=True)
     fig.savefig(out / f"{stem}.png", dpi=100, bbox_inches="tight")
     s = rep.summary()
-    print(f"{rep.label}\n  bound {rep.constants['bound']}, drift {s['drift']}: tightness "
+    drift = "" if rep.constants["bound"] == "local" else f", drift {s['drift']}"  # Li's option
+    print(f"{rep.label}\n  bound {rep.constants['bound']}{drift}: tightness "
           f"{s['tightness']:.3g}, max ratio "
           f"{s['max_ratio']:.3g}, min ratio (r>=1) {s['min_ratio_after_0']:.3g}, "
           f"holds: {s['holds']}\n"

@@ -93,8 +93,11 @@ def local_report(rep: BoundReport, runs: Any, config: SimConfig, problem: Proble
     extra: dict[str, Any] = {
         "bound": "local",
         "local": main.brief() | {
-            "method": ("d_{r+1} = sqrt((rho (d_r + e_s,r) + b)^2 + (c (d_r + e_s,r) + v)^2) "
-                       "+ e_c,r with the drift at the optimum b "
+            "method": ("d_{r+1} = the smallest valid branch of docs/theory.md §13.2-§13.4 "
+                       "(full participation: rho (d_r + e_s,r) + b + e_c,r; client sampling: "
+                       "min of the linear, quadrature sqrt((rho (d_r + e_s,r) + b)^2 + "
+                       "(c (d_r + e_s,r) + v)^2) and cross branches, + e_c,r; minibatch: the "
+                       "§13.4 cross coefficient) with the drift at the optimum b "
                        + ("computed exactly (full batch)" if exact else
                           "bounded from zeta_k and sigma_k at the optimum (minibatch)")
                        + " (docs/theory.md §13)"),

@@ -222,6 +222,10 @@ class LocalSteps:
         if self.batch_size is not None and scheme != "full":
             raise ValueError("participation: the minibatch bound (docs/theory.md §13.4) is "
                              "derived for full participation only")
+        if scheme == "scheme2" and not np.allclose(self.p, 1.0 / self.p.size, rtol=1e-9,
+                                                   atol=0.0):
+            raise ValueError("participation: scheme2's sampling factor (docs/theory.md §13.3) "
+                             "needs balanced client weights p_k = 1/N; use scheme1")
         c = math.sqrt(sampling_factor(scheme, K, self.p.size))
         if self.batch_size is not None:  # §13.4: the noise at w° enters the square once
             b = self.drift_bound

@@ -196,3 +196,13 @@ def test_step_condition_and_map_errors():
     assert LocalRoundMap(1.0, 0.1).floor() == float("inf")  # no contraction, no floor
     # with sampling, the linear branch caps the slope at rho_max
     assert LocalRoundMap(0.9, 0.0, 0.5, 0.1, rho_max=0.9).lipschitz == pytest.approx(0.9)
+
+
+def test_scheme2_needs_balanced_weights():
+    """scheme2's sampling factor (docs/theory.md §13.3) holds for p_k = 1/N only."""
+    prob = _logistic(4)  # clients of 6, 7, 8 samples: unbalanced p
+    eta = 0.5 * float(np.min(2.0 / (prob.mu_k + prob.L_k)))
+    ls = local_steps(prob, [eta] * 2)
+    with pytest.raises(ValueError, match="scheme2.*balanced"):
+        ls.round_map("scheme2", 2)
+    assert ls.round_map("scheme1", 2).rho > 0  # scheme1 takes any weights
