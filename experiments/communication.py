@@ -44,7 +44,9 @@ def run_setting(setting: Setting, seeds, runner: Runner,
             for a in setting.algos}
     fedavg = finished(runs["fedavg"])
     base_acc, _ = mean_std([h.column("test_accuracy")[-1] for h in fedavg])
-    target = math.floor(100 * setting.target_fraction * base_acc) / 100
+    # every FedAvg seed diverged: no target (NaN), no row reaches it
+    target = (math.floor(100 * setting.target_fraction * base_acc) / 100
+              if math.isfinite(base_acc) else math.nan)
     rows, curves = [], {}
     base_total = seed_stats(fedavg).total_bytes
     base_to_target, _ = mean_std([bytes_to_target(h, target) for h in fedavg])

@@ -37,6 +37,11 @@ class Diverged(FloatingPointError):
         super().__init__(f"{algorithm} seed {seed} diverged at lr "
                          f"{'/'.join(f'{v:g}' for v in lrs)}: {message}")
         self.algorithm, self.seed, self.lrs = algorithm, seed, tuple(lrs)
+        self.message = message
+
+    def __reduce__(self):
+        # rebuilt from its four fields, so it crosses a process pool (``--jobs N``)
+        return (Diverged, (self.algorithm, self.seed, self.lrs, self.message))
 
 
 def diverged_lrs(h: History) -> list[float] | None:

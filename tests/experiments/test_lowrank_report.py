@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from experiments.report import pareto_front, plot_pareto, verdicts
 
 
@@ -114,3 +116,30 @@ def test_a_run_diverging_at_every_rate_is_a_reported_row_not_a_stop(tmp_path):
     row = run_setting(setting, [0, 1], runner, runs={"fedhm hot": mixed})["rows"][2]
     assert row["seeds"] == 1 and row["acc_mean"] == mixed[0].column("test_accuracy")[-1]
     assert row["diverged"] == [{"seed": 1, "lrs": [1e4, 5e3, 2.5e3]}]
+
+
+def test_a_diverged_error_crosses_a_process_boundary():
+    """``--jobs N`` parts raise in worker processes: the error must unpickle whole."""
+    import pickle
+
+    from experiments.runner import Diverged
+
+    err = pickle.loads(pickle.dumps(Diverged("fedpara", 1, (0.1, 0.05), "non-finite loss")))
+    assert (err.algorithm, err.seed, err.lrs) == ("fedpara", 1, (0.1, 0.05))
+    assert "fedpara seed 1 diverged at lr 0.1/0.05: non-finite loss" in str(err)
+
+
+def test_a_setting_whose_every_fedavg_seed_diverged_has_no_target_and_no_crash():
+    from experiments.communication import run_setting
+    from experiments.runner import Runner
+    from experiments.settings import Algo, Setting
+    from fl_sim import History, SimConfig
+
+    base = SimConfig(algorithm="fedavg", num_clients=3, rounds=2, lr=0.1, device="cpu",
+                     model_kwargs={"hidden": [8]})
+    setting = Setting("tiny", "tiny", base, (Algo("fedavg"),))
+    hs = [History(config={**base.replace(seed=s).to_dict(), "diverged_lrs": [0.1, 0.05]})
+          for s in (0, 1)]
+    res = run_setting(setting, [0, 1], Runner(verbose=False), runs={"fedavg": hs})
+    assert math.isnan(res["target"])
+    assert len(res["rows"][0]["diverged"]) == 2
