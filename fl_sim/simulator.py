@@ -9,7 +9,6 @@ import fnmatch
 import platform
 import signal
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from lowrank._validation import all_finite
 from .algorithms import Algorithm, RoundContext, ServerState, make_algorithm
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import SimConfig
-from .device import resolve_device
+from .device import resolve_device, synchronized_clock
 from .evaluation import evaluate
 from .export import load_params
 from .federated_data import FederatedData, data_from_config
@@ -452,13 +451,13 @@ def _one_round(sim: Simulation, state: ServerState, r: int, p: torch.Tensor,
                ) -> tuple[ServerState, RoundRecord]:
     """Round ``r`` (from 0): the new state and its record; ``state`` is left unchanged."""
     config = sim.config
-    t0 = time.perf_counter()
+    t0 = synchronized_clock(state.params)
     part = sample_participants(p, config.participation, config.clients_per_round,
                                sim.streams.sampling)
     ctx = RoundContext(part, _checked_train(sim, r, observer), sim.streams.compression,
                        sim.data.num_clients)
     state, comms = sim.algorithm.round(state, ctx)
-    seconds = time.perf_counter() - t0
+    seconds = synchronized_clock(state.params) - t0
     if not all(bool(all_finite(v)) for v in state.params.values()):
         raise FloatingPointError(f"non-finite global model after round {r + 1}")
     if observer is not None and observer.on_global is not None:

@@ -23,7 +23,6 @@ compressed ``chunk_size`` at a time, which bounds the memory of the upload side.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +30,7 @@ import torch
 from lowrank import CompressedState, RankPolicy, compress_state, state_nbytes
 from lowrank.state import MatrixEntry
 
+from ..device import synchronized_clock
 from ..params import Params
 from .base import (
     Algorithm,
@@ -70,18 +70,6 @@ def _aggregate_factors(sent: CompressedState, own: Params, weights: torch.Tensor
         else:  # sent raw: received exactly
             agg[n] = true[n]
     return agg, {n: agg[n] - true[n] for n in agg}
-
-
-def _clock(params: Params) -> float:
-    """``time.perf_counter()`` once the device of ``params`` has run its queued work.
-
-    On CUDA the kernels of the training are still running when the upload starts; without
-    the synchronization they would count as compression (``RoundComms.compress_seconds``).
-    """
-    t = next(iter(params.values()), None)
-    if t is not None and t.is_cuda:
-        torch.cuda.synchronize(t.device)
-    return time.perf_counter()
 
 
 def _bases(c: CompressedState) -> dict[str, torch.Tensor]:
@@ -174,7 +162,7 @@ class ModelCompression(Algorithm):
         seconds = 0.0
         client_bases = None
         server_memory = state.server_memory
-        t0 = _clock(state.params)
+        t0 = synchronized_clock(state.params)
         if self.down is None:
             start, down_bytes, ranks_down, err_server = state.params, state_nbytes(
                 state.params), {}, 0.0
@@ -186,18 +174,18 @@ class ModelCompression(Algorithm):
             server_memory = self.remember_broadcast(state, sent)
             # what every client knows under subspace: the broadcast V, just remembered
             client_bases = server_memory.get(DOWN_BASES) if self.method == "subspace" else None
-        seconds += _clock(state.params) - t0
+        seconds += synchronized_clock(state.params) - t0
 
         local = ctx.train(broadcast(start, k), clients)
 
-        t0 = _clock(state.params)  # after the training's queued kernels (CUDA)
+        t0 = synchronized_clock(state.params)  # after the training's queued kernels (CUDA)
         if self.up is None:
             up_bytes, ranks_up = [state_nbytes(start)] * k, {}
             new_params, err_client = weighted_sum(local, weights), 0.0
         else:
             new_params, err_client, up_bytes, ranks_up = self._upload(local, weights, ctx,
                                                                       client_bases)
-        seconds += _clock(state.params) - t0
+        seconds += synchronized_clock(state.params) - t0
 
         comms = RoundComms(bytes_down_per_client=[down_bytes] * k, bytes_up_per_client=up_bytes,
                            ranks_down=ranks_down, ranks_up=ranks_up, err_server=err_server,

@@ -16,7 +16,6 @@ Aggregation: ``w_{r+1} = w_r + sum_k a_k C(w^k - w_r)``.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import torch
 from lowrank import QSGD, ErrorFeedback, TopK, state_nbytes
 from lowrank.powersgd import PowerSGD
 
+from ..device import synchronized_clock
 from ..params import Params
 from .base import (
     Algorithm,
@@ -70,7 +70,7 @@ class UpdateCompression(Algorithm):
         k = clients.numel()
         w = state.params
         local = ctx.train(broadcast(w, k), clients)
-        t0 = time.perf_counter()
+        t0 = synchronized_clock(local)  # after the training's queued kernels (CUDA)
         delta = {n: local[n].sub_(w[n]) for n in w}  # the trainer's output is ours
         true_step = weighted_sum(delta, weights)  # sum_k a_k delta_k, before it is overwritten
         # each participant's row of ``delta`` is overwritten by what the server receives
@@ -109,7 +109,7 @@ class UpdateCompression(Algorithm):
         comms = RoundComms(bytes_down_per_client=[state_nbytes(w)] * k,
                            bytes_up_per_client=up_bytes, ranks_down={}, ranks_up={},
                            err_server=0.0, err_client=err_client,
-                           compress_seconds=time.perf_counter() - t0)
+                           compress_seconds=synchronized_clock(new_params) - t0)
         return ServerState(params=new_params, round=state.round + 1, memory=memory), comms
 
 
