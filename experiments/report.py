@@ -252,6 +252,13 @@ def _dominates(a: dict, b: dict) -> bool:
             and (a["total_mb"] < b["total_mb"] or a["acc_mean"] > b["acc_mean"]))
 
 
+def _named(row: dict) -> str:
+    """A row's algorithm, saying when its numbers rest on fewer seeds (some diverged)."""
+    n = len(row.get("diverged") or [])
+    return row["algorithm"] + (f" [{n} seed{'s' if n > 1 else ''} diverged: mean of the rest]"
+                               if n else "")
+
+
 def verdicts(results: dict) -> list[dict]:
     """One verdict per claim of the paper and per setting, from the measured rows.
 
@@ -275,8 +282,8 @@ def verdicts(results: dict) -> list[dict]:
                     and r["ratio"] > 1.0 + 1e-9]
             if not ours:
                 continue
-            beaten = [t["algorithm"] for t in sota if any(_dominates(o, t) for o in ours)]
-            lost = [o["algorithm"] for o in ours if any(_dominates(t, o) for t in sota)]
+            beaten = [_named(t) for t in sota if any(_dominates(o, t) for o in ours)]
+            lost = [_named(o) for o in ours if any(_dominates(t, o) for t in sota)]
             verdict = ("beats" if len(beaten) == len(sota) else
                        "loses" if len(lost) == len(ours) else "mixed")
             out.append({"claim": "communication", "setting": s["title"], "method": fam,

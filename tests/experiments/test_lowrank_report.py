@@ -29,6 +29,12 @@ def test_verdicts_on_hand_made_rows():
     assert v[("communication", "feddlr_ef")] == "beats"  # (40, 0.94) dominates both
     fig, ax, data = plot_pareto(setting)
     assert data["feddlr_ef ratio:0.25"] == (40, 0.94)
+    # a row whose numbers rest on fewer seeds says so in the evidence
+    setting["rows"][4]["diverged"] = [{"seed": 1, "lrs": [0.1, 0.05, 0.025]}]
+    ev = {x["method"]: x["evidence"] for x in verdicts(
+        {"communication": [setting], "computation": {"rows": []}})}
+    assert "fedlmt ratio:0.25 [1 seed diverged: mean of the rest]" in ev["feddlr_ef"]
+    assert "fedhm ratio:0.25 [" not in ev["feddlr_ef"]
 
 
 def test_computation_verdict_needs_a_strict_advantage():
