@@ -30,7 +30,7 @@ from .constants import ConvexProblem
 from .costs import round_bytes
 from .linearised import Linearisation, linearise, linearised_round
 from .local_sgd import local_gd
-from .quadratic import LeastSquaresClients, round_maps, truncate_rank
+from .quadratic import LeastSquaresClients, compressed_round, round_maps
 
 __all__ = ["PREDICTORS", "PolicyChoice", "PolicyForecast", "choose_policy", "forecast_policy"]
 
@@ -124,10 +124,8 @@ def forecast_policy(convex: ConvexProblem, policy: str | None, W0, eta: float, E
     W = np.array(W0, dtype=np.float64)
     dist, cum, ranks = [float(np.sum((W - convex.w_star) ** 2))], [0.0], []
     for _ in range(int(max_rounds)):
-        start, r_down = truncate_rank(W, pol)
-        sent = [truncate_rank(y, pol) for y in step(start)]
-        W = np.tensordot(convex.p, np.stack([y for y, _ in sent]), 1)
-        cum.append(cum[-1] + round_bytes([shape], [r_down], [[r] for _, r in sent], N,
+        W, r_down, r_up = compressed_round(step, convex.p, W, pol, pol)
+        cum.append(cum[-1] + round_bytes([shape], [r_down], [[r] for r in r_up], N,
                                          itemsize).total)
         dist.append(float(np.sum((W - convex.w_star) ** 2)))
         ranks.append(r_down)

@@ -27,7 +27,7 @@ All arrays are float64 numpy. This module never imports ``fl_sim``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -593,19 +593,32 @@ class CompressedRun:
     ranks_up: list[list[int | None]]  # (R, N) rank each client uploads
 
 
+def compressed_round(local_models: Callable[[np.ndarray], np.ndarray], p: np.ndarray,
+                     W: np.ndarray, down=None, up=None
+                     ) -> tuple[np.ndarray, int | None, list[int | None]]:
+    """One full-batch FedDLR round with full participation, whatever the local training.
+
+    ``W -> sum_k p_k C_u(local_k(C_d(W)))`` with ``local_models(start) -> (N, d, c)`` the
+    clients' models after their local steps from ``start``; returns the new global model,
+    the rank broadcast and the ranks uploaded (None: dense).
+    """
+    start, r_down = truncate_rank(W, down)
+    sent = [truncate_rank(y, up) for y in local_models(start)]
+    return np.tensordot(p, np.stack([y for y, _ in sent]), 1), r_down, [r for _, r in sent]
+
+
 def compressed_run(round_map: AffineRound, W0: np.ndarray, rounds: int, down=None,
                    up=None) -> CompressedRun:
     """:func:`compressed_trajectory` with the ranks sent each round (for byte counts)."""
     W = np.asarray(W0, dtype=np.float64)
     out, rd, ru = [W], [], []
     for _ in range(int(rounds)):
-        start, r_down = truncate_rank(W, down)
-        local = round_map.P_clients @ start + round_map.c_clients
-        sent = [truncate_rank(y, up) for y in local]
-        W = np.tensordot(round_map.p, np.stack([y for y, _ in sent]), 1)
+        W, r_down, r_up = compressed_round(
+            lambda start: round_map.P_clients @ start + round_map.c_clients, round_map.p, W,
+            down, up)
         out.append(W)
         rd.append(r_down)
-        ru.append([r for _, r in sent])
+        ru.append(r_up)
     return CompressedRun(np.stack(out), rd, ru)
 
 
@@ -620,7 +633,7 @@ def compressed_trajectory(round_map: AffineRound, W0: np.ndarray, rounds: int, d
     return compressed_run(round_map, W0, rounds, down, up).W
 
 
-__all__ += ["CompressedRun", "compressed_run", "compressed_trajectory"]
+__all__ += ["CompressedRun", "compressed_round", "compressed_run", "compressed_trajectory"]
 
 
 # ------------------------------- a-priori floor bound: a verified enclosure of the limit
