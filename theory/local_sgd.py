@@ -100,11 +100,7 @@ def _sampling_variance(p: np.ndarray, v: np.ndarray, scheme: str, K: int | None)
     flat = v.reshape(N, -1)
     mean = p @ flat
     spread = float(p @ np.sum((flat - mean) ** 2, axis=1))  # sum_k p_k ||v_k - vbar||^2
-    if scheme == "full":
-        return 0.0
-    if scheme == "scheme1":
-        return spread / K
-    return 0.0 if N == 1 else (N - K) / (K * (N - 1)) * spread
+    return sampling_factor(scheme, K, N) * spread  # exact for fixed vectors (§13.3)
 
 
 @dataclass(frozen=True)
