@@ -60,16 +60,18 @@ class LocalBound:
 
 
 def local_variant(runs: Any, config: SimConfig, problem: Problem, etas: np.ndarray,
-                  exact: bool = True) -> tuple[LocalBound, list[LocalSteps]]:
+                  exact: bool = True, consts: list[LocalSteps] | None = None
+                  ) -> tuple[LocalBound, list[LocalSteps]]:
     """The bound of docs/theory.md §13 with the runs' measured compression errors.
 
     ``exact=True``: the drift at the optimum computed exactly (full batch); ``False``: its
     a-priori bound from ``zeta_k`` (and ``sigma_k`` at the optimum for minibatches).
+    ``consts``: the rounds' constants when already computed (they do not depend on ``exact``).
     """
     c = problem.convex
     scheme = config.participation
     K = None if scheme == "full" else int(config.clients_per_round)
-    consts = _round_constants(problem, config, etas)
+    consts = _round_constants(problem, config, etas) if consts is None else consts
     maps = [ls.round_map(scheme, K, float(es), float(ec), exact=exact)
             for ls, es, ec in zip(consts, runs.e_s, runs.e_c, strict=True)]
     rec = local_recursion(runs.d0, maps, c.L)
@@ -88,7 +90,8 @@ def local_report(rep: BoundReport, runs: Any, config: SimConfig, problem: Proble
     """``rep`` (Li et al.'s check) with the §13 bound as the main bound; Li's as a column."""
     exact = config.batch_size is None
     main, consts = local_variant(runs, config, problem, etas, exact=exact)
-    prior = local_variant(runs, config, problem, etas, exact=False)[0] if exact else None
+    prior = (local_variant(runs, config, problem, etas, exact=False, consts=consts)[0]
+             if exact else None)
     first = consts[0]
     extra: dict[str, Any] = {
         "bound": "local",
