@@ -17,6 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from tabulate import tabulate
 
+from .runner import format_lrs, lr_tries
+
 __all__ = ["comm_table", "computation_table", "convex_table", "diverged_runs", "engines_text",
            "hyperparams_table", "pareto_front", "paired_table", "plot_convex_floors",
            "plot_paired", "plot_pareto", "plot_policies", "plot_setting", "policy_table",
@@ -57,7 +59,7 @@ def comm_table(setting: dict) -> str:
         out = r["algorithm"] if lrs in ([base_lr], []) else \
             f"{r['algorithm']} (lr {', '.join(f'{v:g}' for v in lrs)}†)"
         return out + "".join(f" — **seed {d['seed']} diverged at lr "
-                             f"{'/'.join(f'{v:g}' for v in d['lrs'])}** (excluded)"
+                             f"{format_lrs(d['lrs'])}** (excluded)"
                              for d in r.get("diverged", []))
 
     rows = [[label(r), _f(r['acc_mean'], '.4f', 'diverged') + (
@@ -83,7 +85,7 @@ def diverged_runs(results: dict) -> list[str]:
     for s in results.get("communication", []):
         for r in s["rows"]:
             out += [f"{s['title']}: {r['algorithm']}, seed {d['seed']}, lr "
-                    f"{'/'.join(f'{v:g}' for v in d['lrs'])}" for d in r.get("diverged", [])]
+                    f"{format_lrs(d['lrs'])}" for d in r.get("diverged", [])]
     for r in (results.get("hyperparams") or {}).get("rows", []):
         if r.get("diverged"):
             out.append(f"hyperparameter grid: {r['method']} {r['knob']} lr {r['lr']:g}, "
@@ -323,8 +325,8 @@ def hyperparams_table(h: dict) -> str:
     def acc(r: dict) -> str:
         a = (f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f}" if math.isfinite(r["acc_mean"])
              else "diverged")
-        return a + (f" ({r['diverged']} seed(s) diverged at lr {r['lr']:g}/"
-                    f"{r['lr'] / 2:g}/{r['lr'] / 4:g}, excluded)" if r.get("diverged") else "")
+        return a + (f" ({r['diverged']} seed(s) diverged at lr {format_lrs(lr_tries(r['lr']))}, "
+                    "excluded)" if r.get("diverged") else "")
 
     rows = [[r["method"], r["knob"], f"{r['lr']:g}", acc(r), _f(r['total_mb'], '.1f'),
              "**best**" if h["best"].get(r["method"]) is r

@@ -13,9 +13,19 @@ from fl_sim import History, RunResult, SimConfig, run
 from fl_sim.federated_data import DATA_FIELDS, FederatedData, data_from_config
 
 __all__ = ["Diverged", "Runner", "SeedStats", "seed_stats", "bytes_to_target", "diverged_lrs",
-           "finished", "mean_std"]
+           "finished", "format_lrs", "lr_tries", "mean_std"]
 
 LR_TRIES = 3  # the base rate, then half of it, then a quarter
+
+
+def lr_tries(lr: float) -> list[float]:
+    """The learning rates :class:`Runner` tries for a run configured at ``lr``, in order."""
+    return [lr / 2**i for i in range(LR_TRIES)]
+
+
+def format_lrs(lrs) -> str:
+    """``"0.1/0.05/0.025"``: rates as the report and the errors print them."""
+    return "/".join(f"{v:g}" for v in lrs)
 
 
 class Diverged(FloatingPointError):
@@ -34,8 +44,7 @@ class Diverged(FloatingPointError):
     """
 
     def __init__(self, algorithm: str, seed: int, lrs: tuple[float, ...], message: str) -> None:
-        super().__init__(f"{algorithm} seed {seed} diverged at lr "
-                         f"{'/'.join(f'{v:g}' for v in lrs)}: {message}")
+        super().__init__(f"{algorithm} seed {seed} diverged at lr {format_lrs(lrs)}: {message}")
         self.algorithm, self.seed, self.lrs = algorithm, seed, tuple(lrs)
         self.message = message
 
@@ -83,25 +92,25 @@ class Runner:
         :attr:`diverged`); :meth:`seeds` records it as an outcome instead.
         """
         t0 = time.perf_counter()
-        tried: list[float] = []
-        for attempt in range(LR_TRIES):
+        tries = lr_tries(cfg.lr)
+        for attempt, lr in enumerate(tries):
+            cfg = cfg.replace(lr=lr)
             try:
                 result = run(cfg, data=self.data(cfg), **kwargs)
                 break
             except FloatingPointError as exc:
-                tried.append(cfg.lr)
-                if attempt == LR_TRIES - 1:
-                    err = Diverged(cfg.algorithm, cfg.seed, tuple(tried), str(exc)[:120])
+                if attempt == len(tries) - 1:
+                    err = Diverged(cfg.algorithm, cfg.seed, tuple(tries), str(exc)[:120])
                     self.diverged.append(err)
                     self.seconds += time.perf_counter() - t0
                     if self.verbose:
                         print(f"  {err}", flush=True)
                     raise err from exc
-                self.backoffs.append((cfg.algorithm, cfg.seed, cfg.lr))
+                self.backoffs.append((cfg.algorithm, cfg.seed, lr))
                 if self.verbose:
-                    print(f"  {cfg.algorithm} seed {cfg.seed} diverged at lr {cfg.lr:g} "
-                          f"({str(exc)[:60]}...); again at lr {cfg.lr / 2:g}", flush=True)
-                cfg = cfg.replace(lr=cfg.lr / 2)
+                    print(f"  {cfg.algorithm} seed {cfg.seed} diverged at lr {lr:g} "
+                          f"({str(exc)[:60]}...); again at lr {tries[attempt + 1]:g}",
+                          flush=True)
         h = result.history
         dt = time.perf_counter() - t0
         self.runs += 1
